@@ -1,0 +1,215 @@
+"""The all-layer-pairs ridge R2 engine.
+
+For one dataset (source representations X of shape (n, L_A, D_A), target
+representations Y of shape (n, L_B, D_B), a train/test split) we need the
+test-set R2 of a ridge map for EVERY (l_A, l_B) pair: L_A * L_B fits that
+share their samples. Fitting them one by one is what makes a naive
+implementation take hours. This engine never solves a pair on its own.
+
+Ridge with an unregularized intercept is ridge on train-centred data. For a
+source layer a, every target's test prediction is ``P_a @ Yc + ybar`` with
+the same (n_test, n_train) "hat" matrix ``P_a = Xte_c (Xc^T Xc + alpha I)^-1
+Xc^T`` (equivalently ``Xte_c Xc^T (Xc Xc^T + alpha I)^-1``; we pick the
+cheaper side). scikit-learn's ``r2_score`` with ``multioutput=
+"uniform_average"`` is ``1 - mean_j SS_res_j / SS_tot_j``; scaling every
+target dimension by ``1/sqrt(SS_tot_j)`` turns that mean into one Frobenius
+norm, which expands into terms that separate by layer::
+
+    sum_j SS_res_j / SS_tot_j = ||E||^2 - 2 <P_a, E Z^T> + <P_a^T P_a, Z Z^T>
+
+with ``Z`` the scaled centred train targets and ``E`` the scaled test targets
+minus the train mean. So we factor each source layer once (``P_a`` and
+``P_a^T P_a``), form each target layer's Gram matrices once (``E Z^T`` and
+``Z Z^T``), and get every pair's R2 from two Frobenius inner products, i.e.
+one matrix product over all pairs. Everything runs in float64 with torch, on
+CPU or CUDA. Target dimensions that are constant on the test set follow
+scikit-learn's convention (score 1 if predicted exactly, else 0); a ridge map
+predicts such a dimension exactly only when it is also constant, with the
+same value, on the train set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+LayerLoader = Callable[[int], np.ndarray]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" -> CUDA when available, else CPU; otherwise as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return dev
+
+
+def _as_index(idx: Sequence[int] | np.ndarray, n: int, name: str) -> np.ndarray:
+    arr = np.asarray(idx, dtype=np.int64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D index array")
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(f"{name} holds indices outside 0..{n - 1}")
+    return arr
+
+
+@dataclass
+class _TargetTerms:
+    """Per-target-layer quantities, independent of the source layer."""
+
+    cross: torch.Tensor  # E Z^T, (n_test, n_train)
+    gram: torch.Tensor  # Z Z^T, (n_train, n_train)
+    err_norm: float  # ||E||_F^2 over non-constant dims
+    n_varying: int  # target dims with non-zero test variance
+    constant_score: float  # summed sklearn scores of the constant dims
+    dim: int
+
+
+def _target_terms(y: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> _TargetTerms:
+    ytr, yte = y[train], y[test]
+    mean_tr = ytr.mean(0)
+    ss_tot = ((yte - yte.mean(0)) ** 2).sum(0)
+    varying = ss_tot > 0
+    # sklearn: a constant test dimension scores 1 when predicted exactly, else 0.
+    # The ridge prediction of a dimension is exactly its train mean iff the train
+    # column is constant; it equals the test constant iff the two constants agree.
+    const = ~varying
+    constant_score = 0.0
+    if bool(const.any()):
+        tr_const = (ytr[:, const] == ytr[:1, const]).all(0)
+        same = ytr[0, const] == yte[0, const]
+        constant_score = float((tr_const & same).sum())
+    scale = torch.zeros_like(ss_tot)
+    scale[varying] = ss_tot[varying].rsqrt()
+    z = (ytr - mean_tr) * scale
+    e = (yte - mean_tr) * scale
+    return _TargetTerms(
+        cross=e @ z.T,
+        gram=z @ z.T,
+        err_norm=float((e * e).sum()),
+        n_varying=int(varying.sum()),
+        constant_score=constant_score,
+        dim=y.shape[1],
+    )
+
+
+def _hat_matrix(x: torch.Tensor, train: torch.Tensor, test: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``P`` with test predictions = P @ (centred train targets) + train mean."""
+    xtr, xte = x[train], x[test]
+    mean = xtr.mean(0)
+    xc, xtec = xtr - mean, xte - mean
+    n_train, dim = xc.shape
+    if dim <= n_train:  # primal: (D x D) system
+        system = xc.T @ xc
+        system.diagonal().add_(alpha)
+        chol = torch.linalg.cholesky(system)
+        coef = torch.cholesky_solve(xtec.T, chol)  # (D, n_test)
+        return (xc @ coef).T
+    system = xc @ xc.T  # dual: (n_train x n_train) kernel
+    system.diagonal().add_(alpha)
+    chol = torch.linalg.cholesky(system)
+    return torch.cholesky_solve(xc @ xtec.T, chol).T  # (n_test, n_train)
+
+
+def layer_pair_r2_streamed(
+    load_source: LayerLoader,
+    load_target: LayerLoader,
+    n_source_layers: int,
+    n_target_layers: int,
+    train_idx: Sequence[int] | np.ndarray,
+    test_idx: Sequence[int] | np.ndarray,
+    alpha: float = 0.1,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Test-set R2 of every (source layer, target layer) ridge map.
+
+    ``load_source(l)`` / ``load_target(l)`` return the (n, D) representations of
+    one layer, so only one source layer and the per-target Gram matrices
+    (``L_B * n_train * (n_train + n_test)`` float64) are held at once.
+    Returns an (L_A, L_B) float64 array equal to scikit-learn's
+    ``Ridge(alpha).fit(X_a[train], Y_b[train])`` scored with ``r2_score`` on
+    the test rows, pair by pair.
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    dev = resolve_device(device)
+    first = np.asarray(load_target(0))
+    n = first.shape[0]
+    train_np = _as_index(train_idx, n, "train_idx")
+    test_np = _as_index(test_idx, n, "test_idx")
+    train = torch.as_tensor(train_np, device=dev)
+    test = torch.as_tensor(test_np, device=dev)
+
+    def to_dev(arr: np.ndarray, what: str) -> torch.Tensor:
+        arr = np.asarray(arr)
+        if arr.ndim != 2 or arr.shape[0] != n:
+            raise ValueError(f"{what}: expected an ({n}, D) array, got shape {arr.shape}")
+        t = torch.as_tensor(arr, device=dev).to(torch.float64)
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{what}: contains NaN or infinite values")
+        return t
+
+    n_tr, n_te = train.numel(), test.numel()
+    # Stacked per-target Gram terms, filled in place so peak memory stays at one copy.
+    crosses = torch.empty((n_target_layers, n_te * n_tr), dtype=torch.float64, device=dev)
+    grams = torch.empty((n_target_layers, n_tr * n_tr), dtype=torch.float64, device=dev)
+    err = torch.empty(n_target_layers, dtype=torch.float64, device=dev)
+    n_var = torch.empty_like(err)
+    const = torch.empty_like(err)
+    dims = torch.empty_like(err)
+    for b in tqdm(range(n_target_layers), desc="target layers", disable=not progress, leave=False):
+        arr = first if b == 0 else load_target(b)
+        terms = _target_terms(to_dev(arr, f"target layer {b}"), train, test)
+        crosses[b] = terms.cross.reshape(-1)
+        grams[b] = terms.gram.reshape(-1)
+        err[b], n_var[b] = terms.err_norm, terms.n_varying
+        const[b], dims[b] = terms.constant_score, terms.dim
+        del terms
+    del first
+
+    out = torch.empty((n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
+    for a in tqdm(range(n_source_layers), desc="source layers", disable=not progress, leave=False):
+        hat = _hat_matrix(to_dev(load_source(a), f"source layer {a}"), train, test, alpha)
+        sq = hat.T @ hat
+        resid = err - 2.0 * (crosses @ hat.reshape(-1)) + grams @ sq.reshape(-1)
+        out[a] = (n_var - resid + const) / dims
+    log.debug("R2 grid %dx%d on %s done", n_source_layers, n_target_layers, dev)
+    return out.cpu().numpy()
+
+
+def layer_pair_r2(
+    X: np.ndarray,
+    Y: np.ndarray,
+    train_idx: Sequence[int] | np.ndarray,
+    test_idx: Sequence[int] | np.ndarray,
+    alpha: float = 0.1,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Test-set R2 for every layer pair of ``X`` (n, L_A, D_A) -> ``Y`` (n, L_B, D_B)."""
+    X, Y = np.asarray(X), np.asarray(Y)
+    if X.ndim != 3 or Y.ndim != 3:
+        raise ValueError(f"X and Y must be (n, L, D); got {X.shape} and {Y.shape}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    return layer_pair_r2_streamed(
+        lambda a: X[:, a, :],
+        lambda b: Y[:, b, :],
+        X.shape[1],
+        Y.shape[1],
+        train_idx,
+        test_idx,
+        alpha=alpha,
+        device=device,
+        progress=progress,
+    )
