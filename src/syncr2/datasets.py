@@ -1,0 +1,252 @@
+"""Condition datasets: paired (source, target) samples and the fixed-size split.
+
+PROTOCOL.md section 5. From the turn-level shards of a pair's genuine run (and
+its passive re-reading) we pair agent A's representation at turn t with agent
+B's at turn t + 1 + 2k:
+
+* ``experimental``: genuine source, k = 0;
+* ``passive``: the source from the passive reading of the same prompt, the
+  target from the genuine run, k = 0;
+* ``lagK`` (K >= 1): genuine source, k = K.
+
+Direction ``AtoB`` takes source turns t = 0, 2, 4, ... (agent 1 speaks),
+``BtoA`` takes t = 1, 3, 5, ... (agent 2 speaks). All samples of one task, over
+all seeds, form one group; the split puts whole groups into the test set until
+it holds at least ``test_fraction * size`` samples, then whole groups into the
+train set until it holds the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .shards import Shard, ShardError, open_shard
+
+DIRECTIONS = ("AtoB", "BtoA")
+_LAG_RE = re.compile(r"^lag([1-9][0-9]*)$")
+
+
+class DatasetError(ValueError):
+    """A condition dataset cannot be built as asked (too few samples, bad lag...)."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A parsed condition name: which source run and which lag."""
+
+    name: str
+    source_kind: str  # "genuine" | "passive"
+    lag: int
+
+    @classmethod
+    def parse(cls, name: str) -> "Condition":
+        if name == "experimental":
+            return cls(name, "genuine", 0)
+        if name == "passive":
+            return cls(name, "passive", 0)
+        m = _LAG_RE.match(name)
+        if m:
+            return cls(name, "genuine", int(m.group(1)))
+        raise DatasetError(f"unknown condition {name!r}: use 'experimental', 'passive' or 'lagK' with K >= 1")
+
+
+def direction_speakers(direction: str) -> tuple[int, int]:
+    """(source speaker, target speaker) of a direction."""
+    if direction == "AtoB":
+        return 1, 2
+    if direction == "BtoA":
+        return 2, 1
+    raise DatasetError(f"unknown direction {direction!r}: use one of {DIRECTIONS}")
+
+
+@dataclass
+class AgentReps:
+    """All representations one agent recorded, over several shards (seeds, blocks)."""
+
+    shards: list[Shard]
+    index: pd.DataFrame  # task_id, seed, turn, speaker, shard, row
+
+    @classmethod
+    def from_shards(cls, shards: list[Shard]) -> "AgentReps":
+        """Combine one agent's shards, checking that they come from one model and protocol."""
+        if not shards:
+            raise DatasetError("no shards given")
+        first = shards[0].meta
+        frames = []
+        for i, sh in enumerate(shards):
+            for name in ("model_key", "n_layers", "hidden_size", "dtype", "protocol_version", "kind"):
+                if getattr(sh.meta, name) != getattr(first, name):
+                    raise ShardError(
+                        f"{sh.path}: metadata field '{name}' is {getattr(sh.meta, name)!r} but "
+                        f"{shards[0].path} has {getattr(first, name)!r}; shards of one agent must agree"
+                    )
+            idx = sh.index()
+            idx["shard"] = i
+            idx["row"] = np.arange(len(idx))
+            frames.append(idx)
+        index = pd.concat(frames, ignore_index=True)
+        dup = index.duplicated(["task_id", "seed", "turn"])
+        if dup.any():
+            row = index[dup].iloc[0]
+            raise DatasetError(
+                f"turn recorded twice: task {row.task_id}, seed {row.seed}, turn {row.turn} "
+                f"(in {shards[int(row.shard)].path}); a shard was passed twice or blocks overlap"
+            )
+        return cls(shards, index)
+
+    @property
+    def n_layers(self) -> int:
+        return self.shards[0].meta.n_layers
+
+    @property
+    def hidden_size(self) -> int:
+        return self.shards[0].meta.hidden_size
+
+    def load(self, layer: int, positions: np.ndarray) -> np.ndarray:
+        """Layer ``layer`` for the index rows at ``positions`` (in that order), float32 (n, D)."""
+        out = np.empty((len(positions), self.hidden_size), dtype=np.float32)
+        sel = self.index.iloc[positions]
+        for shard_no, grp in sel.groupby("shard", sort=False):
+            data = self.shards[int(shard_no)].layer(layer)
+            where = np.flatnonzero(sel["shard"].to_numpy() == shard_no)
+            out[where] = data[grp["row"].to_numpy()]
+        return out
+
+
+def open_by_speaker(paths: Iterable[str | os.PathLike[str]], kind: str) -> dict[int, AgentReps]:
+    """Open shards of ``kind`` (genuine|passive) and group them by the agent they hold."""
+    grouped: dict[int, list[Shard]] = {}
+    for p in paths:
+        sh = open_shard(p, kind=kind)
+        speakers = sorted(int(s) for s in sh.index()["speaker"].unique())
+        if len(speakers) != 1:
+            raise ShardError(f"{sh.path}: field 'speaker' holds {speakers}; a shard must hold one agent's turns")
+        grouped.setdefault(speakers[0], []).append(sh)
+    if not grouped:
+        raise DatasetError(f"no {kind} shards given")
+    return {spk: AgentReps.from_shards(shs) for spk, shs in sorted(grouped.items())}
+
+
+@dataclass
+class ConditionDataset:
+    """Paired samples of one (condition, direction): which rows of which agent."""
+
+    condition: Condition
+    direction: str
+    pairs: pd.DataFrame  # task_id, seed, src_turn, tgt_turn, src_pos, tgt_pos
+    source: AgentReps
+    target: AgentReps
+    groups: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.groups = self.pairs["task_id"].to_numpy()
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def load_source(self, layer: int, samples: np.ndarray) -> np.ndarray:
+        return self.source.load(layer, self.pairs["src_pos"].to_numpy()[samples])
+
+    def load_target(self, layer: int, samples: np.ndarray) -> np.ndarray:
+        return self.target.load(layer, self.pairs["tgt_pos"].to_numpy()[samples])
+
+
+def pair_turns(source_index: pd.DataFrame, target_index: pd.DataFrame, direction: str, lag: int) -> pd.DataFrame:
+    """Join source turns t with target turns t + 1 + 2*lag of the same task and seed."""
+    src_spk, tgt_spk = direction_speakers(direction)
+    if lag < 0:
+        raise DatasetError(f"lag must be >= 0, got {lag}")
+    src = source_index.reset_index().rename(columns={"index": "src_pos", "turn": "src_turn"})
+    tgt = target_index.reset_index().rename(columns={"index": "tgt_pos", "turn": "tgt_turn"})
+    src = src[(src.speaker == src_spk) & (src.src_turn % 2 == src_spk - 1)]
+    tgt = tgt[tgt.speaker == tgt_spk]
+    src = src.assign(tgt_turn=src.src_turn + 1 + 2 * lag)
+    merged = src.merge(tgt[["task_id", "seed", "tgt_turn", "tgt_pos"]], on=["task_id", "seed", "tgt_turn"])
+    merged = merged.sort_values(["task_id", "seed", "src_turn"], kind="stable").reset_index(drop=True)
+    return merged[["task_id", "seed", "src_turn", "tgt_turn", "src_pos", "tgt_pos"]]
+
+
+Shards = dict[int, AgentReps] | Sequence[str | os.PathLike[str]]
+
+
+def build_dataset(genuine: Shards, condition: str, direction: str, passive: Shards | None = None) -> ConditionDataset:
+    """Paired samples of ``condition`` and ``direction`` from a pair's shards.
+
+    ``genuine`` holds both agents' genuine shards (all seeds and blocks), as
+    paths or as :func:`open_by_speaker`'s result; ``passive`` likewise the
+    passive re-readings, needed only for ``condition="passive"``.
+    """
+    cond = Condition.parse(condition)
+    src_spk, tgt_spk = direction_speakers(direction)
+    gen = genuine if isinstance(genuine, dict) else open_by_speaker(genuine, "genuine")
+    for spk in (src_spk, tgt_spk):
+        if spk not in gen:
+            raise DatasetError(f"no genuine shard holds agent {spk}'s turns")
+    target = gen[tgt_spk]
+    source = gen[src_spk]
+    if cond.source_kind == "passive":
+        if passive is None:
+            raise DatasetError("condition 'passive' needs the passive shards")
+        pas = passive if isinstance(passive, dict) else open_by_speaker(passive, "passive")
+        if src_spk not in pas:
+            raise DatasetError(f"no passive shard holds agent {src_spk}'s turns")
+        source = pas[src_spk]
+    pairs = pair_turns(source.index, target.index, direction, cond.lag)
+    if pairs.empty:
+        turns = pd.concat([r.index for r in gen.values()])
+        longest = int((turns.groupby(["task_id", "seed"])["turn"].max() + 1).max())
+        raise DatasetError(
+            f"{condition} {direction}: no sample pairs; lag {cond.lag} needs episodes of at least "
+            f"{2 * cond.lag + 2 + (src_spk - 1)} turns, the longest episode has {longest} turns"
+        )
+    return ConditionDataset(cond, direction, pairs, source, target)
+
+
+def split_sizes(size: int, test_fraction: float = 0.2) -> tuple[int, int]:
+    """(minimum train, minimum test) sample counts of a fixed-size split."""
+    if size < 2:
+        raise DatasetError(f"sample size must be >= 2, got {size}")
+    if not 0 < test_fraction < 1:
+        raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = math.ceil(size * test_fraction - 1e-9)
+    return size - n_test, n_test
+
+
+def fixed_size_split(
+    groups: np.ndarray, size: int, split_seed: int, test_fraction: float = 0.2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded group split: whole groups into test until >= test part, then into train.
+
+    Returns sample indices (train, test). Groups are shuffled with
+    ``numpy.random.default_rng(split_seed)``. Raises :class:`DatasetError`
+    naming the available count when the groups cannot fill ``size``.
+    """
+    groups = np.asarray(groups)
+    n_train_min, n_test_min = split_sizes(size, test_fraction)
+    unique = np.unique(groups)
+    order = np.random.default_rng(split_seed).permutation(len(unique))
+    members = pd.Series(np.arange(len(groups))).groupby(groups).apply(list).to_dict()
+    train: list[int] = []
+    test: list[int] = []
+    for g in unique[order]:
+        if len(test) < n_test_min:
+            test.extend(members[g])
+        elif len(train) < n_train_min:
+            train.extend(members[g])
+        else:
+            break
+    if len(test) < n_test_min or len(train) < n_train_min:
+        raise DatasetError(
+            f"not enough samples for size {size}: the dataset has {len(groups)} samples in "
+            f"{len(unique)} task groups, the split needs >= {n_test_min} test and >= {n_train_min} "
+            f"train samples in whole groups; lower the sample size to at most about {len(groups)} "
+            f"or add tasks/seeds"
+        )
+    return np.asarray(train, dtype=np.int64), np.asarray(test, dtype=np.int64)

@@ -1,0 +1,116 @@
+"""R2 tables: every layer pair's test-set R2 of one dataset, over split seeds.
+
+The table of one (pair, condition, direction) is the unit the workflow
+schedules as a CPU job; its columns are ``split_seed, layer_src, layer_tgt,
+r2, n_train, n_test``. Representations are read one layer at a time from the
+shards, so the paper's sizes never sit in memory at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path
+from .datasets import ConditionDataset, fixed_size_split
+from .ridge import layer_pair_r2_streamed
+
+log = logging.getLogger(__name__)
+
+R2_COLUMNS = ("split_seed", "layer_src", "layer_tgt", "r2", "n_train", "n_test")
+
+
+def compute_r2_table(
+    dataset: ConditionDataset,
+    size: int,
+    split_seeds: Sequence[int],
+    alpha: float = 0.1,
+    test_fraction: float = 0.2,
+    device: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Fit and score all layer pairs of ``dataset`` for each split seed."""
+    frames = []
+    n_src, n_tgt = dataset.source.n_layers, dataset.target.n_layers
+    for seed in split_seeds:
+        train, test = fixed_size_split(dataset.groups, size, seed, test_fraction)
+        used = np.concatenate([train, test])
+        log.info(
+            "%s %s split seed %d: %d train, %d test samples, %dx%d layer pairs",
+            dataset.condition.name, dataset.direction, seed, len(train), len(test), n_src, n_tgt,
+        )
+        grid = layer_pair_r2_streamed(
+            lambda a: dataset.load_source(a, used),
+            lambda b: dataset.load_target(b, used),
+            n_src,
+            n_tgt,
+            np.arange(len(train)),
+            np.arange(len(train), len(used)),
+            alpha=alpha,
+            device=device,
+            progress=progress,
+        )
+        src, tgt = np.meshgrid(np.arange(n_src), np.arange(n_tgt), indexing="ij")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split_seed": np.int32(seed),
+                    "layer_src": src.ravel().astype(np.int32),
+                    "layer_tgt": tgt.ravel().astype(np.int32),
+                    "r2": grid.ravel(),
+                    "n_train": np.int32(len(train)),
+                    "n_test": np.int32(len(test)),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_r2_table(table: pd.DataFrame, path: str | os.PathLike[str], **meta: object) -> Path:
+    """Write an R2 table atomically, with ``meta`` (pair, condition, ...) in the Parquet metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    missing = [c for c in R2_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: R2 table lacks column(s) {', '.join(missing)}")
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    arrow = arrow.replace_schema_metadata({**(arrow.schema.metadata or {}), b"syncr2": json.dumps(meta, default=str).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
+    return Path(path)
+
+
+def read_r2_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict]:
+    """An R2 table and its metadata; errors name the file and the missing column."""
+    import pyarrow.parquet as pq
+
+    try:
+        arrow = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for truncated files
+        raise ValueError(f"{path}: not a readable R2 table: {exc}") from exc
+    table = arrow.to_pandas()
+    missing = [c for c in R2_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: R2 table lacks column(s) {', '.join(missing)}")
+    raw = (arrow.schema.metadata or {}).get(b"syncr2", b"{}")
+    return table, json.loads(raw)
+
+
+def r2_cube(table: pd.DataFrame) -> np.ndarray:
+    """The table as an array (split seeds, L_src, L_tgt)."""
+    seeds = np.sort(table["split_seed"].unique())
+    n_src = int(table["layer_src"].max()) + 1
+    n_tgt = int(table["layer_tgt"].max()) + 1
+    cube = np.full((len(seeds), n_src, n_tgt), np.nan)
+    pos = np.searchsorted(seeds, table["split_seed"].to_numpy())
+    cube[pos, table["layer_src"].to_numpy(), table["layer_tgt"].to_numpy()] = table["r2"].to_numpy()
+    if np.isnan(cube).any():
+        raise ValueError("R2 table is incomplete: some (split_seed, layer_src, layer_tgt) cells are missing")
+    return cube

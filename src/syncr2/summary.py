@@ -1,0 +1,63 @@
+"""The SyncR2 summary table: one row per pair, condition and direction.
+
+Rows with direction ``AtoB`` / ``BtoA`` come from one R2 table each; rows
+with direction ``combined`` are the paper's two-direction score of a pair and
+condition. Columns: pair, source_model, target_model, condition, direction,
+syncr2, se, n_split_seeds, layers_src, layers_tgt.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from .atomic import atomic_path
+from .r2table import r2_cube, read_r2_table
+from .sync import SyncScore, combine_directions, sync_r2
+
+SUMMARY_COLUMNS = (
+    "pair", "source_model", "target_model", "condition", "direction",
+    "syncr2", "se", "n_split_seeds", "layers_src", "layers_tgt",
+)
+
+
+def summarize_tables(paths: Iterable[str | os.PathLike[str]], top_k: int = 1, clip: bool = True) -> pd.DataFrame:
+    """SyncR2 of every R2 table, plus the combined two-direction rows."""
+    rows = []
+    for path in paths:
+        table, meta = read_r2_table(path)
+        for key in ("pair", "condition", "direction"):
+            if not meta.get(key):
+                raise ValueError(f"{path}: R2 table metadata lacks '{key}'")
+        cube = r2_cube(table)
+        score = sync_r2(cube, top_k=min(top_k, cube.shape[2]), clip=clip)
+        rows.append({
+            "pair": meta["pair"], "source_model": meta.get("source_model", ""),
+            "target_model": meta.get("target_model", ""), "condition": meta["condition"],
+            "direction": meta["direction"], "syncr2": score.value, "se": score.se,
+            "n_split_seeds": cube.shape[0], "layers_src": cube.shape[1], "layers_tgt": cube.shape[2],
+        })
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    combined = []
+    for (pair, cond), grp in frame.groupby(["pair", "condition"], sort=True):
+        by_dir = {r.direction: r for r in grp.itertuples()}
+        if {"AtoB", "BtoA"} <= by_dir.keys():
+            ab, ba = by_dir["AtoB"], by_dir["BtoA"]
+            score = combine_directions(SyncScore(ab.syncr2, ab.se), SyncScore(ba.syncr2, ba.se))
+            combined.append({
+                "pair": pair, "source_model": ab.source_model, "target_model": ab.target_model,
+                "condition": cond, "direction": "combined", "syncr2": score.value, "se": score.se,
+                "n_split_seeds": ab.n_split_seeds, "layers_src": ab.layers_src, "layers_tgt": ab.layers_tgt,
+            })
+    if combined:
+        frame = pd.concat([frame, pd.DataFrame(combined)], ignore_index=True)
+    return frame.sort_values(["pair", "condition", "direction"], kind="stable").reset_index(drop=True)
+
+
+def write_summary(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(path)
