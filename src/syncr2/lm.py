@@ -1,0 +1,556 @@
+"""One chat model: render prompts, generate replies, record block outputs.
+
+:class:`ChatLM` wraps any Hugging Face causal-LM checkpoint (a directory or a
+hub id), loaded only through ``AutoTokenizer.from_pretrained`` and
+``AutoModelForCausalLM.from_pretrained``; the tiny models of
+:mod:`syncr2.tiny_models` take exactly the same path as Mistral-7B or
+Llama-3-8B.
+
+Representations (PROTOCOL section 3): for every decoder block l = 1..L, the
+block's output -- the residual stream after block l, BEFORE the final norm --
+at the last prompt token, the position whose logits give the first generated
+token. They are taken with forward hooks on the decoder blocks, never from
+``output_hidden_states`` (whose last entry has the final norm applied for
+Llama/Mistral). Prompts are left-padded, so the last position of every row is
+its last prompt token; position ids are ``cumsum(attention_mask) - 1`` so that
+a padded row computes exactly what it computes alone.
+
+GPU notes: the model is placed once (``device_map`` straight onto the GPU
+when ``accelerate`` is installed, else loaded on the host and moved), every
+call runs under ``torch.inference_mode()``, the hooks keep a small float32
+copy of one position per block on the device and the batch's (B, L, D) block
+is copied to the host once per batch. ``capture`` runs the decoder stack
+without the LM head (no (B, T, V) logits).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+#: Local checkpoints whose weight files total at most this many bytes are
+#: identified by a hash of their contents; larger ones by names and sizes.
+SMALL_CHECKPOINT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class LMConfig:
+    """How to load and run one model.
+
+    ``top_k`` / ``top_p`` left at None follow ``model.generate``'s own
+    behaviour: the checkpoint's ``generation_config.json`` (Llama-3-Instruct
+    sets top_p 0.9), else the library defaults (top_k 50, top_p 1.0). That is
+    what a plain ``generate(do_sample=True, temperature=0.7)`` did in the
+    authors' runs; :meth:`ChatLM.generation_settings` records the values in
+    force. ``temperature <= 0`` means greedy decoding.
+    """
+
+    path: str
+    revision: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    chat_template: str | None = None
+    batch_size: int = 8
+    max_new_tokens: int = 300
+    temperature: float = 0.7
+    attn_implementation: str | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    stop_at_newline: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        if self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("batch_size and max_new_tokens must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **overrides: Any) -> LMConfig:
+        """Build from a config mapping, ignoring keys that are not LMConfig fields (e.g. ``family``, ``build``)."""
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in {**d, **overrides}.items() if k in names}
+        return cls(**kw)
+
+
+@dataclass
+class GenerationResult:
+    """Replies and speaker representations of one :meth:`ChatLM.generate` call (rows in prompt order).
+
+    ``n_new_tokens`` counts generated tokens up to and including the one that
+    ended the reply (EOS or, with ``stop_at_newline``, the newline token).
+    ``finish_reasons``: "eos", "newline" or "length" (``max_new_tokens`` reached).
+    """
+
+    texts: list[str]
+    reps: np.ndarray
+    n_prompt_tokens: np.ndarray
+    n_new_tokens: np.ndarray
+    finish_reasons: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> the current CUDA device if there is one, else CPU; ``cuda`` -> the current CUDA device."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
+def find_decoder_blocks(model: nn.Module) -> nn.ModuleList:
+    """The model's list of decoder blocks (``model.model.layers`` for Llama/Mistral-like models).
+
+    Falls back to the single ModuleList named ``layers``/``h``/``blocks``
+    whose length is the config's ``num_hidden_layers``; raises if there is
+    none or more than one, since the hooks must sit on the residual stream.
+    """
+    n = getattr(model.config.get_text_config(), "num_hidden_layers", None)
+    base = getattr(model, "model", None)
+    layers = getattr(base, "layers", None)
+    if isinstance(layers, nn.ModuleList) and (n is None or len(layers) == n):
+        return layers
+    found = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h", "blocks") and len(mod) == n
+    ]
+    if len(found) != 1:
+        raise ValueError(
+            f"cannot locate the decoder blocks of {type(model).__name__}: expected model.model.layers "
+            f"(Llama/Mistral-like) or exactly one ModuleList of {n} blocks named layers/h/blocks, "
+            f"found {[name for name, _ in found]}"
+        )
+    return found[0][1]
+
+
+class _FinishTracker:
+    """A stopping criterion that records, on the device, when and why each row finished.
+
+    With ``newline`` tables it also stops a row at the first newline that
+    follows non-whitespace text, so that the reply's first non-empty line is
+    always complete (the protocol keeps only the first line). Sampling draws
+    for every row at every step whether it has finished or not, so stopping
+    early does not change the other rows' tokens. No host syncs.
+    """
+
+    def __init__(
+        self,
+        prompt_len: int,
+        batch: int,
+        eos_ids: torch.Tensor,
+        newline: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        device: torch.device,
+    ) -> None:
+        self.prompt_len = prompt_len
+        self.eos_ids = eos_ids.to(device)
+        self.newline = newline
+        self.finish_len = torch.zeros(batch, dtype=torch.long, device=device)
+        self.reason = torch.zeros(batch, dtype=torch.long, device=device)  # 0 length, 1 eos, 2 newline
+        self.has_text = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any = None, **kwargs: Any) -> torch.Tensor:
+        tok = input_ids[:, -1]
+        n_new = input_ids.shape[1] - self.prompt_len
+        is_eos = torch.isin(tok, self.eos_ids)
+        if self.newline is not None:
+            has_text, has_nl, nl_after_text = self.newline
+            stop_nl = (self.has_text & has_nl[tok]) | nl_after_text[tok]
+            self.has_text |= has_text[tok]
+        else:
+            stop_nl = torch.zeros_like(is_eos)
+        done = is_eos | stop_nl
+        new = done & (self.finish_len == 0)
+        self.finish_len = torch.where(new, torch.full_like(self.finish_len, n_new), self.finish_len)
+        self.reason = torch.where(new, torch.where(is_eos, 1, 2), self.reason)
+        return stop_nl
+
+
+def _make_stopping_criterion(tracker: _FinishTracker):
+    """Wrap a tracker as a transformers ``StoppingCriteria`` instance."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Criterion(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+            return tracker(input_ids, scores, **kwargs)
+
+    return StoppingCriteriaList([_Criterion()])
+
+
+class ChatLM:
+    """A loaded chat model; see the module docstring. Build with :meth:`load`."""
+
+    def __init__(self, cfg: LMConfig, tokenizer: Any, model: nn.Module, device: torch.device) -> None:
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.model = model
+        self.device = device
+        self.blocks = find_decoder_blocks(model)
+        self._base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+        self._newline_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, cfg: LMConfig) -> ChatLM:
+        """Load tokenizer (left padding, pad falls back to EOS) and model (dtype, device, eval mode)."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import is_accelerate_available
+
+        device = resolve_device(cfg.device)
+        tokenizer = AutoTokenizer.from_pretrained(cfg.path, revision=cfg.revision, padding_side="left")
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise ValueError(f"{cfg.path}: the tokenizer has neither a pad nor an EOS token")
+            tokenizer.pad_token = tokenizer.eos_token
+        kw: dict[str, Any] = {"revision": cfg.revision, "dtype": _DTYPES[cfg.dtype]}
+        if cfg.attn_implementation:
+            kw["attn_implementation"] = cfg.attn_implementation
+        if device.type != "cpu" and is_accelerate_available():
+            kw["device_map"] = {"": device}  # stream the weights straight onto the GPU
+        model = AutoModelForCausalLM.from_pretrained(cfg.path, **kw)
+        if model.device != device:
+            model = model.to(device)
+        model.eval()
+        model.requires_grad_(False)
+        return cls(cfg, tokenizer, model, device)
+
+    # --------------------------------------------------------------- identity
+    @property
+    def n_layers(self) -> int:
+        """L, the number of decoder blocks (= recorded layers)."""
+        return len(self.blocks)
+
+    @property
+    def hidden_size(self) -> int:
+        """D, the width of the residual stream."""
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def dtype(self) -> str:
+        """The weights' dtype name, e.g. ``float32``."""
+        return str(self.model.dtype).removeprefix("torch.")
+
+    @property
+    def model_path(self) -> str:
+        """The path or hub id the model was loaded from."""
+        return self.cfg.path
+
+    @property
+    def revision(self) -> str | None:
+        """The commit the weights came from when known (hub cache), else the requested revision."""
+        return self._commit_hash or self.cfg.revision
+
+    @property
+    def _commit_hash(self) -> str | None:
+        commit = getattr(self.model.config, "_commit_hash", None)
+        if commit:
+            return str(commit)
+        m = re.search(r"snapshots[/\\]([0-9a-f]{40})(?:[/\\]|$)", str(Path(self.cfg.path).resolve()))
+        return m.group(1) if m else None
+
+    @cached_property
+    def weights_hash(self) -> str:
+        """A cheap, stable identifier of the weights.
+
+        ``git:<commit>`` when the checkpoint came from the hub cache (the
+        commit pins every file); for a local directory ``sha256:<hex>`` over
+        the weight files' names and contents when they total at most
+        :data:`SMALL_CHECKPOINT_BYTES` (the tiny models), else
+        ``sizes-sha256:<hex>`` over their names and byte sizes plus the
+        contents of any ``*.index.json`` (renames or re-shardings change it,
+        silent in-place edits of the same size do not).
+        """
+        commit = self._commit_hash
+        if commit:
+            return f"git:{commit}"
+        root = Path(self.cfg.path)
+        if not root.is_dir():
+            raise ValueError(f"{self.cfg.path}: not a local directory and no hub commit known")
+        files = sorted(
+            p
+            for p in root.iterdir()
+            if p.is_file() and (p.suffix in (".safetensors", ".bin") or p.name.endswith(".index.json"))
+        )
+        if not files:
+            raise ValueError(f"{root}: no weight files (*.safetensors, *.bin) found")
+        total = sum(p.stat().st_size for p in files)
+        h = hashlib.sha256()
+        if total <= SMALL_CHECKPOINT_BYTES:
+            for p in files:
+                h.update(p.name.encode() + b"\0")
+                with open(p, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+            return f"sha256:{h.hexdigest()}"
+        for p in files:
+            h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
+            if p.name.endswith(".index.json"):
+                h.update(p.read_bytes())
+        return f"sizes-sha256:{h.hexdigest()}"
+
+    def identity(self) -> dict[str, Any]:
+        """Fields to record with every shard: path, revision, weights hash, dtype, L, D, template hash."""
+        return {
+            "model_path": self.model_path,
+            "revision": self.revision,
+            "weights_hash": self.weights_hash,
+            "dtype": self.dtype,
+            "n_layers": self.n_layers,
+            "hidden_size": self.hidden_size,
+            "chat_template_sha256": hashlib.sha256((self.chat_template or "").encode()).hexdigest(),
+        }
+
+    # -------------------------------------------------------------- prompting
+    @property
+    def chat_template(self) -> str | None:
+        """The template in force: the config override, else the tokenizer's."""
+        return self.cfg.chat_template or getattr(self.tokenizer, "chat_template", None)
+
+    def render(self, user_message: str) -> str:
+        """``user_message`` as the single user turn of the chat template, with the generation prompt, as text."""
+        template = self.chat_template
+        if not template:
+            raise ValueError(f"{self.cfg.path}: the tokenizer has no chat template; set chat_template in the config")
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_message}],
+            chat_template=template,
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+
+    def tokenize(self, prompts: list[str]) -> list[list[int]]:
+        """Token ids of rendered prompts, with exactly one BOS.
+
+        Chat templates of Llama-2/3 and Mistral write the BOS token into the
+        text themselves; such a prompt is tokenized with
+        ``add_special_tokens=False`` (as ``apply_chat_template(tokenize=True)``
+        does), otherwise a second BOS would be added. A prompt that does not
+        start with the BOS text gets the tokenizer's own special tokens.
+        """
+        bos = self.tokenizer.bos_token
+        out = []
+        for p in prompts:
+            has_bos = bool(bos) and p.startswith(bos)
+            out.append(self.tokenizer(p, add_special_tokens=not has_bos)["input_ids"])
+        return out
+
+    def _left_pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask, position_ids) on the device, left-padded to the longest row."""
+        width = max(len(r) for r in ids)
+        if width == 0:
+            raise ValueError("empty prompt")
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, r in enumerate(ids):
+            if r:
+                input_ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r):] = 1
+        position_ids = (mask.cumsum(-1) - 1).clamp_(min=0)
+        return input_ids.to(self.device), mask.to(self.device), position_ids.to(self.device)
+
+    # ---------------------------------------------------------------- capture
+    def _hook_blocks(self, slots: list[torch.Tensor | None], expected_len: int) -> list[Any]:
+        """Hooks that store each block's output at the last position, once, then remove themselves.
+
+        Only the first call of each block is recorded: in ``generate`` that is
+        the prefill over the whole prompt, the KV-cache decode steps that
+        follow find the hook gone. A first call over fewer positions than the
+        prompt (chunked prefill) is an error, not a silently wrong record.
+        """
+        handles: list[Any] = []
+
+        def make(i: int):
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                h = output[0] if isinstance(output, (tuple, list)) else output
+                if h.shape[1] != expected_len:
+                    raise RuntimeError(
+                        f"block {i} first ran on {h.shape[1]} positions, expected the whole prompt ({expected_len}); "
+                        "chunked prefill is not supported while recording"
+                    )
+                slots[i] = h[:, -1, :].to(dtype=torch.float32, copy=True)
+                handles[i].remove()
+
+            return hook
+
+        for i, block in enumerate(self.blocks):
+            handles.append(block.register_forward_hook(make(i)))
+        return handles
+
+    def _collect(self, slots: list[torch.Tensor | None]) -> np.ndarray:
+        if any(s is None for s in slots):
+            raise RuntimeError("a decoder block did not run during the forward pass")
+        return torch.stack(slots, dim=1).cpu().numpy()  # one device->host copy per batch
+
+    @torch.inference_mode()
+    def capture(self, prompts: list[str]) -> np.ndarray:
+        """Block outputs at the last token of each rendered prompt, one forward pass, no generation.
+
+        Returns float32 (n, L, D). Prompts are batched by length (longest
+        first, ``cfg.batch_size`` per batch) to limit padding; the result is
+        in the input order.
+        """
+        ids = self.tokenize(prompts)
+        out = np.empty((len(ids), self.n_layers, self.hidden_size), dtype=np.float32)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        for start in range(0, len(order), self.cfg.batch_size):
+            rows = order[start:start + self.cfg.batch_size]
+            input_ids, mask, pos = self._left_pad([ids[i] for i in rows])
+            slots: list[torch.Tensor | None] = [None] * self.n_layers
+            handles = self._hook_blocks(slots, input_ids.shape[1])
+            try:
+                self._base(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=False)
+            finally:
+                for h in handles:
+                    h.remove()
+            out[rows] = self._collect(slots)
+        return out
+
+    # ------------------------------------------------------------- generation
+    def _eos_ids(self) -> list[int]:
+        """The checkpoint's generation-config EOS ids (Llama-3: end_of_text and eot), else the tokenizer's EOS."""
+        eos = self.model.generation_config.eos_token_id
+        ids = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None and not ids:
+            ids.add(self.tokenizer.eos_token_id)
+        return sorted(int(i) for i in ids)
+
+    def _newline_lookup(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-token tables over the model vocabulary: has text, has a newline, has a newline after text."""
+        if self._newline_tables is None:
+            vocab = int(self.model.config.get_text_config().vocab_size)
+            n_tok = min(vocab, len(self.tokenizer))
+            pieces = self.tokenizer.batch_decode([[i] for i in range(n_tok)], skip_special_tokens=False)
+            special = set(self.tokenizer.all_special_ids)
+            pieces = ["" if i in special else s for i, s in enumerate(pieces)] + [""] * (vocab - n_tok)
+
+            def table(flags: list[bool]) -> torch.Tensor:
+                return torch.tensor(flags, dtype=torch.bool).to(self.device)
+
+            self._newline_tables = (
+                table([bool(s.strip()) for s in pieces]),
+                table(["\n" in s for s in pieces]),
+                table(["\n" in s.lstrip() for s in pieces]),
+            )
+        return self._newline_tables
+
+    def generation_settings(self, stop_at_newline: bool | None = None) -> dict[str, Any]:
+        """The sampling settings in force (config values, else the checkpoint's, else the library defaults)."""
+        gc = self.model.generation_config
+        sample = self.cfg.temperature > 0
+
+        def pick(ours: Any, checkpoint: Any, library: Any) -> Any:
+            if not sample:
+                return None
+            return ours if ours is not None else checkpoint if checkpoint is not None else library
+
+        return {
+            "do_sample": sample,
+            "temperature": self.cfg.temperature if sample else None,
+            "top_k": pick(self.cfg.top_k, gc.top_k, 50),
+            "top_p": pick(self.cfg.top_p, gc.top_p, 1.0),
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "eos_token_ids": self._eos_ids(),
+            "pad_token_id": int(self.tokenizer.pad_token_id),
+            "stop_at_newline": self.cfg.stop_at_newline if stop_at_newline is None else stop_at_newline,
+            "batch_size": self.cfg.batch_size,
+        }
+
+    @staticmethod
+    def batch_seed(seed: int, batch_index: int) -> int:
+        """The torch seed of one generate batch, derived from the call's seed and the batch's index."""
+        return int(np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[str], seed: int, stop_at_newline: bool | None = None) -> GenerationResult:
+        """Sample one reply per rendered prompt and record the prefill's block outputs.
+
+        One ``model.generate`` call per batch of ``cfg.batch_size`` prompts in
+        input order, left-padded. Batch b samples under
+        ``torch.manual_seed(batch_seed(seed, b))`` inside a forked RNG, so the
+        same seed, prompts and batch size give the same texts (a row's text
+        depends on its batch's composition, as with any batched sampling).
+        ``stop_at_newline`` (default: the config's) ends a row at the first
+        newline after non-whitespace text: the first line is unchanged, the
+        tokens after it are not generated.
+        """
+        settings = self.generation_settings(stop_at_newline)
+        ids = self.tokenize(prompts)
+        n = len(ids)
+        reps = np.empty((n, self.n_layers, self.hidden_size), dtype=np.float32)
+        texts: list[str] = []
+        n_new = np.zeros(n, dtype=np.int64)
+        reasons: list[str] = []
+        eos = torch.tensor(settings["eos_token_ids"], dtype=torch.long)
+        newline = self._newline_lookup() if settings["stop_at_newline"] else None
+        gen_kw: dict[str, Any] = {
+            "max_new_tokens": self.cfg.max_new_tokens,
+            "pad_token_id": settings["pad_token_id"],
+            "eos_token_id": settings["eos_token_ids"],  # the same ids the finish tracker reports as "eos"
+            "do_sample": settings["do_sample"],
+        }
+        if settings["do_sample"]:
+            gen_kw.update(temperature=self.cfg.temperature, top_k=settings["top_k"], top_p=settings["top_p"])
+        fork_devices = [self.device] if self.device.type == "cuda" else []
+        for b, start in enumerate(range(0, n, self.cfg.batch_size)):
+            batch = ids[start:start + self.cfg.batch_size]
+            input_ids, mask, _ = self._left_pad(batch)
+            prompt_len = input_ids.shape[1]
+            tracker = _FinishTracker(prompt_len, len(batch), eos, newline, self.device)
+            slots: list[torch.Tensor | None] = [None] * self.n_layers
+            handles = self._hook_blocks(slots, prompt_len)
+            try:
+                with torch.random.fork_rng(devices=fork_devices):
+                    torch.manual_seed(self.batch_seed(seed, b))
+                    seqs = self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=mask,
+                        stopping_criteria=_make_stopping_criterion(tracker),
+                        **gen_kw,
+                    )
+            finally:
+                for h in handles:
+                    h.remove()
+            reps[start:start + len(batch)] = self._collect(slots)
+            new_tokens = seqs[:, prompt_len:].cpu().numpy()
+            finish_len = tracker.finish_len.cpu().numpy()
+            reason = tracker.reason.cpu().numpy()
+            for r in range(len(batch)):
+                k = int(finish_len[r]) if finish_len[r] > 0 else new_tokens.shape[1]
+                n_new[start + r] = k
+                reasons.append({0: "length", 1: "eos", 2: "newline"}[int(reason[r])])
+                texts.append(self.tokenizer.decode(new_tokens[r, :k].tolist(), skip_special_tokens=True))
+        return GenerationResult(
+            texts=texts,
+            reps=reps,
+            n_prompt_tokens=np.array([len(r) for r in ids], dtype=np.int64),
+            n_new_tokens=n_new,
+            finish_reasons=reasons,
+            settings=settings,
+        )
+
+
+def load_lm(cfg: LMConfig | dict[str, Any]) -> ChatLM:
+    """:meth:`ChatLM.load` from an :class:`LMConfig` or a config mapping."""
+    return ChatLM.load(cfg if isinstance(cfg, LMConfig) else LMConfig.from_dict(cfg))
+
+
+def describe(lm: ChatLM) -> str:
+    """A one-line JSON summary of a loaded model (for logs)."""
+    return json.dumps({**lm.identity(), "device": str(lm.device)}, sort_keys=True)
