@@ -57,10 +57,134 @@ def cmd_sync(args: argparse.Namespace) -> None:
     log.info("wrote %s (%d rows)", args.out, len(frame))
 
 
+def cmd_concat(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .summary import write_summary
+
+    frame = pd.concat([pd.read_parquet(p) for p in args.inputs], ignore_index=True)
+    write_summary(frame, args.out)
+    log.info("wrote %s (%d rows from %d files)", args.out, len(frame), len(args.inputs))
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    import json
+
+    from .figures import make_all
+
+    make_all(args.summary, args.tables, json.loads(args.families), args.figures_dir, args.tables_dir)
+
+
+def _model_arg(text: str) -> tuple[str, str]:
+    key, sep, path = text.partition("=")
+    if not sep or not key or not path:
+        raise argparse.ArgumentTypeError(f"expected KEY=PATH, got {text!r}")
+    return key, path
+
+
+def _json_arg(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r} ({exc})") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    from .prompts import PromptTemplates
+    from .tasks import load_tasks, tasks_frame, write_tasks
+
+    tasks = load_tasks(args.source, args.path, args.ids, args.limit)
+    frame = tasks_frame(tasks, PromptTemplates.from_dict(args.templates), args.reader_seed)
+    write_tasks(frame, args.out)
+    log.info("wrote %s (%d tasks)", args.out, len(frame))
+
+
+def cmd_build_model(args: argparse.Namespace) -> None:
+    from .tiny_models import build_from_spec
+
+    build_from_spec(args.spec, args.out)
+    log.info("built %s", args.out)
+
+
+def _pair_models(args: argparse.Namespace):
+    from .simulate import GenerationSettings, load_pair
+
+    settings = GenerationSettings.from_dict(getattr(args, "generation", None))
+    specs = [(*args.model1, args.lm1), (*args.model2, args.lm2)]
+    return load_pair(specs, settings), settings
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from .prompts import PromptTemplates
+    from .simulate import simulate_block
+    from .tasks import read_tasks
+
+    models, settings = _pair_models(args)
+    simulate_block(
+        read_tasks(args.tasks), args.block, args.block_size, args.seed, models, settings,
+        PromptTemplates.from_dict(args.templates), args.episodes_out, (args.reps_out1, args.reps_out2),
+    )
+
+
+def cmd_read_passive(args: argparse.Namespace) -> None:
+    from .passive import read_passive_block
+    from .prompts import PromptTemplates
+    from .tasks import read_tasks
+
+    models, _ = _pair_models(args)
+    read_passive_block(
+        args.episodes, read_tasks(args.tasks), models, PromptTemplates.from_dict(args.templates),
+        (args.reps_out1, args.reps_out2),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncr2", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tasks", help="load Sotopia (or demo) tasks into the task table")
+    p.add_argument("--source", required=True, choices=["demo", "sotopia_exports", "sotopia_local"])
+    p.add_argument("--path", default=None, help="Sotopia data directory")
+    p.add_argument("--ids", type=int, nargs="*", default=None)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--templates", type=_json_arg, default={}, help="JSON prompt template overrides")
+    p.add_argument("--reader-seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("build-model", help="build a tiny seeded random-weight checkpoint offline")
+    p.add_argument("--spec", type=_json_arg, required=True, help='JSON, e.g. {"arch": "llama", "n_layers": 4, ...}')
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_build_model)
+
+    for name, func, helptext in (
+        ("simulate", cmd_simulate, "simulate one block of episodes of an ordered pair and seed"),
+        ("read-passive", cmd_read_passive, "passive re-reading of one block's recorded prompts"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--tasks", required=True, help="results/tasks.parquet")
+        p.add_argument("--model1", type=_model_arg, required=True, help="KEY=PATH of agent 1's model")
+        p.add_argument("--model2", type=_model_arg, required=True, help="KEY=PATH of agent 2's model")
+        p.add_argument("--lm1", type=_json_arg, default={}, help="JSON loading options of model 1")
+        p.add_argument("--lm2", type=_json_arg, default={}, help="JSON loading options of model 2")
+        p.add_argument("--templates", type=_json_arg, default={})
+        p.add_argument("--reps-out1", required=True)
+        p.add_argument("--reps-out2", required=True)
+        if name == "simulate":
+            p.add_argument("--block", type=int, required=True)
+            p.add_argument("--block-size", type=int, required=True)
+            p.add_argument("--seed", type=int, required=True)
+            p.add_argument("--generation", type=_json_arg, default={})
+            p.add_argument("--episodes-out", required=True)
+        else:
+            p.add_argument("--episodes", required=True)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("r2", help="R2 table of one (pair, condition, direction)")
     p.add_argument("--genuine", nargs="+", required=True, help="genuine shards of both agents (all seeds, blocks)")
@@ -91,6 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-clip", action="store_true")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("concat", help="concatenate per-condition summaries")
+    p.add_argument("--inputs", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_concat)
+
+    p = sub.add_parser("figures", help="the paper's figures and tables")
+    p.add_argument("--summary", required=True, help="SyncR2 summary Parquet")
+    p.add_argument("--tables", nargs="+", required=True, help="R2 tables")
+    p.add_argument("--families", default="{}", help='JSON {"model key": "family"}')
+    p.add_argument("--figures-dir", required=True)
+    p.add_argument("--tables-dir", required=True)
+    p.set_defaults(func=cmd_figures)
 
     return parser
 

@@ -1,0 +1,57 @@
+"""Control 1, the passive reader (PROTOCOL.md section 4).
+
+For every recorded prompt of an episode, the model that played that turn
+re-reads a transformed prompt in one forward pass (no generation): the
+speaker's instructions become those of a reader persona (drawn per task in
+the tasks stage, ``reader_name``) who only reads an interaction between two
+other people; its block outputs at the last prompt token are recorded with
+the same (task_id, seed, turn, speaker) index as the genuine shards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pandas as pd
+
+from .lm import ChatLM
+from .prompts import PromptTemplates, passive_prompt
+from .shards import write_shard
+from .simulate import read_episodes, shard_meta
+
+log = logging.getLogger(__name__)
+
+
+def passive_prompts(episodes: pd.DataFrame, tasks: pd.DataFrame, templates: PromptTemplates) -> list[str]:
+    """The passive reader's user message for every row of ``episodes``."""
+    readers = tasks.set_index("task_id")["reader_name"]
+    missing = sorted(set(episodes["task_id"]) - set(readers.index))
+    if missing:
+        raise ValueError(f"tasks table has no reader_name for task id(s) {missing[:5]}")
+    return [
+        passive_prompt(row.prompt, row.speaker_name, readers[row.task_id], templates)
+        for row in episodes.itertuples(index=False)
+    ]
+
+
+def read_passive_block(
+    episodes_path: str | os.PathLike[str],
+    tasks: pd.DataFrame,
+    models: tuple[tuple[str, ChatLM], tuple[str, ChatLM]],
+    templates: PromptTemplates,
+    reps_out: tuple[str | os.PathLike[str], str | os.PathLike[str]],
+) -> None:
+    """Re-read one block's prompts passively and write both agents' passive shards."""
+    episodes = read_episodes(episodes_path)
+    for agent in (1, 2):
+        key, lm = models[agent - 1]
+        rows = episodes[episodes["speaker"] == agent].reset_index(drop=True)
+        if (rows["model_key"] != key).any():
+            other = rows.loc[rows["model_key"] != key, "model_key"].iloc[0]
+            raise ValueError(f"{episodes_path}: agent {agent} turns were played by {other!r}, not {key!r}")
+        texts = passive_prompts(rows, tasks, templates)
+        reps = lm.capture([lm.render(t) for t in texts])
+        index = rows[["task_id", "seed", "turn", "speaker"]]
+        write_shard(reps_out[agent - 1], index, reps, shard_meta(lm, key, "passive", templates))
+        log.info("agent %d (%s): %d passive readings -> %s", agent, key, len(rows), reps_out[agent - 1])
