@@ -1,0 +1,77 @@
+"""Config checks: schema, undefined models, lags vs the turn cap, sample sizes."""
+
+import copy
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from syncr2.config import ConfigError, check_config, ordered_pairs, samples_per_episode
+from syncr2.datasets import pair_turns
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_config():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_and_paper_configs_pass_schema_and_checks():
+    from snakemake.utils import validate
+
+    for name, n_tasks in (("config.yaml", 12), ("paper.yaml", 450)):
+        cfg = yaml.safe_load((REPO / "config" / name).read_text())
+        validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+        check_config(cfg, n_tasks)
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    assert len(ordered_pairs(paper)) == 36
+
+
+def test_schema_rejects_unknown_keys_and_bad_conditions():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+    cfg = default_config()
+    cfg["r2"]["sise"] = 5
+    with pytest.raises(WorkflowError, match="sise"):
+        validate(cfg, schema)
+    cfg = default_config()
+    cfg["conditions"] = ["experimental", "lag0"]
+    with pytest.raises(WorkflowError, match="lag0"):
+        validate(cfg, schema)
+
+
+def test_undefined_model_key():
+    cfg = default_config()
+    cfg["pairs"] = [["tiny-llama", "tiny-gpt"]]
+    with pytest.raises(ConfigError, match="model key 'tiny-gpt' is not defined under 'models'"):
+        check_config(cfg, 12)
+
+
+def test_lag_too_long_for_turn_cap():
+    cfg = default_config()
+    cfg["generation"]["max_turns"] = 6
+    with pytest.raises(ConfigError, match="lag2 with direction BtoA needs episodes of at least 7 turns") as err:
+        check_config(cfg, 12)
+    assert "lag2 with direction AtoB" not in str(err.value)  # 6 turns give one AtoB lag-2 pair
+
+
+def test_sample_size_too_large_says_what_fits():
+    cfg = default_config()
+    cfg["r2"]["size"] = 500
+    with pytest.raises(ConfigError, match=r"r2.size is 500 but lag2 BtoA can give at most 120 samples \(12 tasks x 2 seeds x 5"):
+        check_config(cfg, 12)
+    bad = copy.deepcopy(cfg)
+    bad["r2"]["size"] = 100
+    check_config(bad, 12)
+
+
+@pytest.mark.parametrize("max_turns", [2, 3, 5, 8, 16])
+@pytest.mark.parametrize("lag", [0, 1, 2])
+@pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
+def test_samples_per_episode_counts_the_real_pairs(max_turns, lag, direction):
+    turns = pd.DataFrame({"task_id": 0, "seed": 0, "turn": range(max_turns)})
+    turns["speaker"] = turns.turn % 2 + 1
+    assert samples_per_episode(max_turns, direction, lag) == len(pair_turns(turns, turns, direction, lag))
