@@ -64,8 +64,7 @@ def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
 def draw_heatmap(ax: plt.Axes, grid: np.ndarray, title: str, vmax: float | None = None) -> matplotlib.image.AxesImage:
     """Figure 2 style: x = source layer, y = target layer, grey < 0, best target boxed."""
     shown = np.ma.masked_less(grid.T, 0.0)  # (L_tgt, L_src)
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("lightgrey")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     top = vmax if vmax is not None else max(float(np.nanmax(grid)), 1e-6)
     im = ax.imshow(shown, origin="lower", aspect="auto", cmap=cmap, vmin=0.0, vmax=top, interpolation="nearest")
     for a, b in enumerate(np.argmax(grid, axis=1)):
@@ -173,6 +172,8 @@ def summary_tables(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     with atomic_path(csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.4f")
     wide = summary[summary.direction == "combined"].pivot(index="pair", columns="condition", values="syncr2")
+    order = {"experimental": -2, "passive": -1}
+    wide = wide[sorted(wide.columns, key=lambda c: (order.get(c, 0), lag_of(c) or 0, c))]
     lines = ["| pair | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
     for pair, row in wide.iterrows():
         lines.append(f"| {pair} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
