@@ -11,7 +11,11 @@ from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
-configfile: "config/config.yaml"
+# `--configfile other.yaml` replaces the demo config instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
