@@ -1,35 +1,55 @@
-"""Sotopia tasks through the ``sotopia`` package's own models.
+"""Sotopia tasks through the ``sotopia`` package's own pydantic models.
 
 A task is one Sotopia ``EnvAgentComboStorage``: an ``EnvironmentProfile``
 (scenario, goals, relationship) and two ``AgentProfile``s; agent 1 is the
 first of ``agent_ids``. Three sources:
 
-* ``sotopia_exports``: a directory with Sotopia's JSON exports
-  ``envs.json`` (pk -> profile), ``agents.json`` (pk -> profile) and
+* Sotopia's JSON exports (:func:`load_sotopia_exports`): ``envs.json``
+  (pk -> profile), ``agents.json`` (pk -> profile) and
   ``env_agent_combos.json`` (a list whose index is the task id);
-* ``sotopia_local``: a Sotopia local-storage directory
-  (``SOTOPIA_STORAGE_BACKEND=local``: ``{ModelClass}/{pk}.json``); task ids
-  follow the combos sorted by pk;
-* ``demo``: our own small task set in Sotopia's export schema, shipped with
-  the package for the default config.
+* a Sotopia local-storage directory (:func:`load_sotopia_local_storage`),
+  the layout of sotopia's ``LocalJSONBackend``
+  (``SOTOPIA_STORAGE_BACKEND=local``): ``{ModelClassName}/{pk}.json``;
+* our own small demo set in Sotopia's export schema, shipped with the package
+  (:func:`load_demo_tasks`), for the default config.
 
-Everything is normalized to the task table ``results/tasks.parquet``.
+The profiles are built directly from JSON (``Model(**data)``), never through
+Sotopia's database: with sotopia 0.1.5's default Redis backend even
+constructing a profile needs a Redis server, so this module sets
+``SOTOPIA_STORAGE_BACKEND=local`` before sotopia is imported. Everything is
+normalized to the task table ``results/tasks.parquet`` (:func:`tasks_frame`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
+import sys
 import types
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .atomic import atomic_path
+
+# Before anything imports sotopia.database: its import pings Redis under the
+# default backend, and its Redis models cannot even be constructed offline.
+os.environ.setdefault("SOTOPIA_STORAGE_BACKEND", "local")
+
+if TYPE_CHECKING:
+    from sotopia.database import AgentProfile, EnvironmentProfile
+
+    from .prompts import PromptTemplates
+
+log = logging.getLogger(__name__)
 
 TASK_COLUMNS = (
     "task_id", "env_pk", "codename", "source", "relationship", "relationship_name",
@@ -37,25 +57,47 @@ TASK_COLUMNS = (
     "scenario", "intro1", "intro2", "judge_intro", "reader_name",
 )
 EXPORT_FILES = ("envs.json", "agents.json", "env_agent_combos.json")
-_REQUIRED = {
-    "EnvironmentProfile": ("scenario", "agent_goals", "relationship"),
-    "AgentProfile": ("first_name", "last_name"),
+# Fields a task record must have (Sotopia defaults most of them, which would
+# silently render e.g. "a 0-year-old" into the prompts).
+REQUIRED_FIELDS = {
+    "EnvironmentProfile": ("codename", "source", "scenario", "agent_goals", "relationship"),
+    "AgentProfile": (
+        "first_name", "last_name", "age", "occupation", "gender", "gender_pronoun",
+        "public_info", "personality_and_values", "secret",
+    ),
     "EnvAgentComboStorage": ("env_id", "agent_ids"),
 }
 
 
 class TaskDataError(ValueError):
-    """Sotopia task data is malformed; the message names the file and the id."""
+    """Sotopia task data is malformed; the message names the file, the record id and the field."""
 
 
 @cache
 def sotopia_modules() -> types.SimpleNamespace:
-    """Import sotopia offline: the local JSON backend, so nothing talks to Redis."""
-    os.environ.setdefault("SOTOPIA_STORAGE_BACKEND", "local")
-    from sotopia.database import AgentProfile, EnvAgentComboStorage, EnvironmentProfile, RelationshipType
-    from sotopia.envs.parallel import get_bio, render_text_for_agent, render_text_for_environment
-    from sotopia.messages import ScriptBackground
+    """Import the sotopia pieces we use, offline (local JSON backend, nothing talks to Redis).
 
+    Imported on first use: importing sotopia takes seconds. sotopia prints a
+    banner to stdout on import; it is sent to the debug log instead.
+    """
+    if "sotopia.database" not in sys.modules and os.environ["SOTOPIA_STORAGE_BACKEND"].lower() != "local":
+        raise RuntimeError(
+            f"SOTOPIA_STORAGE_BACKEND={os.environ['SOTOPIA_STORAGE_BACKEND']!r}: syncr2 reads Sotopia "
+            "profiles offline and needs the local backend; unset it or set it to 'local'"
+        )
+    banner = io.StringIO()
+    with contextlib.redirect_stdout(banner):
+        from sotopia.database import AgentProfile, EnvAgentComboStorage, EnvironmentProfile, RelationshipType
+        from sotopia.database.storage_backend import is_local_backend
+        from sotopia.envs.parallel import get_bio, render_text_for_agent, render_text_for_environment
+        from sotopia.messages import ScriptBackground
+    if banner.getvalue().strip():
+        log.debug("sotopia: %s", banner.getvalue().strip())
+    if not is_local_backend():
+        raise RuntimeError(
+            "sotopia.database was imported with the Redis backend before syncr2.tasks; its profiles cannot be "
+            "built without a Redis server. Import syncr2.tasks first or set SOTOPIA_STORAGE_BACKEND=local"
+        )
     return types.SimpleNamespace(
         AgentProfile=AgentProfile, EnvironmentProfile=EnvironmentProfile,
         EnvAgentComboStorage=EnvAgentComboStorage, RelationshipType=RelationshipType,
@@ -64,201 +106,271 @@ def sotopia_modules() -> types.SimpleNamespace:
     )
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Task:
-    """One Sotopia task with its profiles (sotopia pydantic objects)."""
+    """One Sotopia task: the plain facts the workflow needs plus the sotopia objects for rendering.
+
+    ``agent_goals`` are raw (with Sotopia's ``<extra_info>``-style tags);
+    ``personas`` are the full names of every persona of the task source (the
+    passive reader is drawn from them).
+    """
 
     task_id: int
-    env: Any  # sotopia EnvironmentProfile
-    agents: tuple[Any, Any]  # sotopia AgentProfile x 2
-    personas: tuple[str, ...] = ()  # full names of every persona of the source (passive readers)
-
-    @property
-    def env_pk(self) -> str:
-        return self.env.pk
-
-    @property
-    def scenario(self) -> str:
-        return self.env.scenario
-
-    @property
-    def relationship(self) -> int:
-        return int(self.env.relationship)
-
-    @property
-    def agent_profiles(self) -> tuple[Any, Any]:
-        return self.agents
-
-    @property
-    def agent_pks(self) -> tuple[str, str]:
-        return self.agents[0].pk, self.agents[1].pk
-
-    @property
-    def agent_names(self) -> tuple[str, str]:
-        return tuple(f"{a.first_name} {a.last_name}" for a in self.agents)  # type: ignore[return-value]
-
-    @property
-    def agent_goals(self) -> tuple[str, str]:
-        goals = list(self.env.agent_goals)
-        return goals[0], goals[1]
+    combo_pk: str
+    env_pk: str
+    codename: str
+    source: str
+    scenario: str
+    relationship: int
+    relationship_name: str
+    agent_pks: tuple[str, str]
+    agent_names: tuple[str, str]
+    agent_goals: tuple[str, str]
+    env: EnvironmentProfile
+    agents: tuple[AgentProfile, AgentProfile]
+    personas: tuple[str, ...] = ()
 
 
-def _model(kind: str, data: Any, source: str, pk: str) -> Any:
-    from pydantic import ValidationError
-
-    if not isinstance(data, dict):
-        raise TaskDataError(f"{source}: {kind} {pk}: expected a JSON object, got {type(data).__name__}")
-    missing = [f for f in _REQUIRED[kind] if f not in data]
-    if missing:
-        raise TaskDataError(f"{source}: {kind} {pk}: missing field(s) {', '.join(missing)}")
-    cls = getattr(sotopia_modules(), kind)
-    try:
-        return cls(**{**data, "pk": data.get("pk") or pk})
-    except ValidationError as exc:
-        raise TaskDataError(f"{source}: {kind} {pk}: {exc}") from exc
+def full_name(profile: AgentProfile) -> str:
+    """A persona's name as the prompts use it: "First Last"."""
+    return f"{profile.first_name} {profile.last_name}"
 
 
 def _read_json(path: Path) -> Any:
-    if not path.exists():
+    """The parsed JSON of ``path``; a missing or unparsable file is a TaskDataError naming it."""
+    if not path.is_file():
         raise TaskDataError(f"{path}: file not found")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TaskDataError(f"{path}: invalid JSON ({exc})") from exc
 
 
-def _assemble(envs: dict[str, Any], agents: dict[str, Any], combos: list[tuple[str, Any]], combos_src: str) -> list[Task]:
+def _model(kind: str, data: Any, file: Path | str, pk: str) -> Any:
+    """A sotopia model of class ``kind`` from one JSON record; errors name the file, the pk and the field."""
+    from pydantic import ValidationError
+
+    where = f"{file}: {kind} {pk}"
+    if not isinstance(data, dict):
+        raise TaskDataError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    missing = [f for f in REQUIRED_FIELDS[kind] if f not in data]
+    if missing:
+        raise TaskDataError(f"{where}: missing field(s) {', '.join(missing)}")
+    if kind != "EnvAgentComboStorage" and data.get("pk") not in (None, "", pk):
+        raise TaskDataError(f"{where}: its 'pk' field says {data['pk']!r}")
+    cls = getattr(sotopia_modules(), kind)
+    try:
+        # A combo without a pk keeps "" (``pk`` is only a label here); a profile takes its key.
+        obj = cls(**{**data, "pk": data.get("pk") or ("" if kind == "EnvAgentComboStorage" else pk)})
+    except ValidationError as exc:
+        problems = "; ".join(f"field {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise TaskDataError(f"{where}: {problems}") from exc
+    if kind == "EnvironmentProfile" and len(obj.agent_goals) != 2:
+        raise TaskDataError(f"{where}: field agent_goals must hold 2 goals, got {len(obj.agent_goals)}")
+    if kind == "EnvAgentComboStorage" and len(obj.agent_ids) != 2:
+        raise TaskDataError(f"{where}: field agent_ids must hold 2 ids, got {len(obj.agent_ids)}")
+    return obj
+
+
+def _assemble(
+    envs: Mapping[str, EnvironmentProfile],
+    agents: Mapping[str, AgentProfile],
+    combos: Sequence[tuple[str, Any]],
+    where: Mapping[str, str],
+) -> list[Task]:
+    """Tasks in the order of ``combos`` ((label, combo) pairs); ``where`` names the files for messages."""
+    sot = sotopia_modules()
+    personas = tuple(sorted(full_name(a) for a in agents.values()))
     tasks = []
-    personas = tuple(sorted(f"{a.first_name} {a.last_name}" for a in agents.values()))
     for task_id, (label, combo) in enumerate(combos):
         if combo.env_id not in envs:
-            raise TaskDataError(f"{combos_src}: combo {label}: env_id {combo.env_id} is not in the environments")
-        if len(combo.agent_ids) != 2:
-            raise TaskDataError(f"{combos_src}: combo {label}: agent_ids must hold 2 ids, got {len(combo.agent_ids)}")
+            raise TaskDataError(
+                f"{where['combos']}: combo {label}: env_id {combo.env_id} is not in {where['envs']}"
+            )
         for aid in combo.agent_ids:
             if aid not in agents:
-                raise TaskDataError(f"{combos_src}: combo {label}: agent id {aid} is not in the agent profiles")
+                raise TaskDataError(f"{where['combos']}: combo {label}: agent id {aid} is not in {where['agents']}")
         env = envs[combo.env_id]
-        if len(env.agent_goals) < 2:
-            raise TaskDataError(f"{combos_src}: combo {label}: environment {env.pk} has fewer than 2 agent_goals")
-        tasks.append(Task(task_id, env, (agents[combo.agent_ids[0]], agents[combo.agent_ids[1]]), personas))
+        profiles = (agents[combo.agent_ids[0]], agents[combo.agent_ids[1]])
+        relationship = sot.RelationshipType(int(env.relationship))
+        tasks.append(Task(
+            task_id=task_id, combo_pk=str(combo.pk or label), env_pk=str(env.pk), codename=env.codename,
+            source=env.source, scenario=env.scenario, relationship=int(relationship),
+            relationship_name=relationship.name, agent_pks=(str(profiles[0].pk), str(profiles[1].pk)),
+            agent_names=(full_name(profiles[0]), full_name(profiles[1])),
+            agent_goals=(env.agent_goals[0], env.agent_goals[1]), env=env, agents=profiles, personas=personas,
+        ))
     return tasks
 
 
 def load_sotopia_exports(directory: str | os.PathLike[str]) -> list[Task]:
-    """Tasks from Sotopia's JSON exports; the combos' list index is the task id."""
+    """Tasks from Sotopia's JSON exports in ``directory``; the combos' list index is the task id."""
     d = Path(directory)
-    env_file, agent_file, combo_file = (d / f for f in EXPORT_FILES)
-    envs_raw, agents_raw, combos_raw = _read_json(env_file), _read_json(agent_file), _read_json(combo_file)
-    for path, raw, want in ((env_file, envs_raw, dict), (agent_file, agents_raw, dict), (combo_file, combos_raw, list)):
-        if not isinstance(raw, want):
-            raise TaskDataError(f"{path}: expected a JSON {want.__name__}, got {type(raw).__name__}")
-    envs = {pk: _model("EnvironmentProfile", v, str(env_file), pk) for pk, v in envs_raw.items()}
-    agents = {pk: _model("AgentProfile", v, str(agent_file), pk) for pk, v in agents_raw.items()}
-    combos = [
-        (str(c.get("pk", i)) if isinstance(c, dict) else str(i), _model("EnvAgentComboStorage", c, str(combo_file), f"#{i}"))
-        for i, c in enumerate(combos_raw)
-    ]
-    return _assemble(envs, agents, combos, str(combo_file))
+    env_file, agent_file, combo_file = (d / name for name in EXPORT_FILES)
+    raw = {path: _read_json(path) for path in (env_file, agent_file, combo_file)}
+    for path, want in ((env_file, dict), (agent_file, dict), (combo_file, list)):
+        if not isinstance(raw[path], want):
+            kind = "object (pk -> profile)" if want is dict else "list"
+            raise TaskDataError(f"{path}: expected a JSON {kind}, got {type(raw[path]).__name__}")
+    envs = {pk: _model("EnvironmentProfile", v, env_file, pk) for pk, v in raw[env_file].items()}
+    agents = {pk: _model("AgentProfile", v, agent_file, pk) for pk, v in raw[agent_file].items()}
+    combos = []
+    for i, c in enumerate(raw[combo_file]):
+        label = f"#{i} (pk {c.get('pk')})" if isinstance(c, dict) and c.get("pk") else f"#{i}"
+        combos.append((label, _model("EnvAgentComboStorage", c, combo_file, label)))
+    return _assemble(envs, agents, combos, {"combos": str(combo_file), "envs": str(env_file), "agents": str(agent_file)})
 
 
-def load_sotopia_local_storage(directory: str | os.PathLike[str]) -> list[Task]:
-    """Tasks from a Sotopia local-storage directory (``{ModelClass}/{pk}.json``), ids by combo pk order."""
+def load_sotopia_local_storage(
+    directory: str | os.PathLike[str], combo_pks: Sequence[str] | None = None
+) -> list[Task]:
+    """Tasks from a Sotopia local-storage directory (sotopia's ``LocalJSONBackend`` layout).
+
+    The backend keeps one JSON file per record, ``{directory}/{ModelClassName}/{pk}.json``
+    (``EnvironmentProfile/``, ``AgentProfile/``, ``EnvAgentComboStorage/``),
+    each holding the model's ``model_dump(mode="json")``; sotopia's default
+    ``directory`` is ``~/.sotopia/data``. The store has no order, so task ids
+    follow the combos sorted by pk, unless ``combo_pks`` gives the combo pks in
+    task-id order (then only those combos, in that order: e.g. the pks of an
+    ``env_agent_combos.json`` export to reproduce its task ids).
+    """
     d = Path(directory)
 
     def read_kind(kind: str) -> dict[str, Any]:
         folder = d / kind
         if not folder.is_dir():
             raise TaskDataError(f"{folder}: directory not found (is {d} a Sotopia local-storage directory?)")
-        return {p.stem: _model(kind, _read_json(p), str(p), p.stem) for p in sorted(folder.glob("*.json"))}
+        return {p.stem: _model(kind, _read_json(p), p, p.stem) for p in sorted(folder.glob("*.json"))}
 
     envs, agents = read_kind("EnvironmentProfile"), read_kind("AgentProfile")
-    combos = sorted(read_kind("EnvAgentComboStorage").items())
-    return _assemble(envs, agents, combos, str(d / "EnvAgentComboStorage"))
+    stored = read_kind("EnvAgentComboStorage")
+    for pk, combo in stored.items():
+        if combo.pk and combo.pk != pk:
+            raise TaskDataError(f"{d / 'EnvAgentComboStorage' / (pk + '.json')}: its 'pk' field says {combo.pk!r}")
+    if combo_pks is None:
+        order = sorted(stored)
+    else:
+        unknown = [pk for pk in combo_pks if pk not in stored]
+        if unknown:
+            raise TaskDataError(f"{d / 'EnvAgentComboStorage'}: no combo with pk {unknown[0]} ({len(unknown)} missing)")
+        order = list(combo_pks)
+    combos = [(pk, stored[pk]) for pk in order]
+    return _assemble(envs, agents, combos, {
+        "combos": str(d / "EnvAgentComboStorage"), "envs": str(d / "EnvironmentProfile"),
+        "agents": str(d / "AgentProfile"),
+    })
 
 
 def demo_dir() -> Path:
+    """The bundled demo task set (package data, Sotopia's export schema)."""
     return Path(str(resources.files("syncr2") / "data" / "demo_sotopia"))
 
 
 def load_demo_tasks() -> list[Task]:
-    """The bundled demo tasks (our own writing, Sotopia's export schema)."""
+    """The demo tasks of the default config: our own scenarios and personas, not Sotopia's."""
     return load_sotopia_exports(demo_dir())
 
 
-def select_tasks(tasks: list[Task], ids: list[int] | None = None, limit: int | None = None) -> list[Task]:
-    """Tasks with the given ids (all when None), then the first ``limit`` of them."""
+def select_tasks(tasks: Sequence[Task], ids: Sequence[int] | None = None, limit: int | None = None) -> list[Task]:
+    """The tasks with the given ids (all when None) in id order, then the first ``limit`` of them."""
+    selected = list(tasks)
     if ids is not None:
         by_id = {t.task_id: t for t in tasks}
-        unknown = [i for i in ids if i not in by_id]
+        unknown = sorted({int(i) for i in ids} - set(by_id))
         if unknown:
-            raise TaskDataError(f"tasks.ids: unknown task id(s) {unknown[:10]}; ids run 0..{len(tasks) - 1}")
-        tasks = [by_id[i] for i in sorted(set(ids))]
-    return tasks[:limit] if limit else tasks
+            top = max(by_id) if by_id else -1
+            raise TaskDataError(f"tasks.ids: unknown task id(s) {unknown[:10]}; ids run 0..{top}")
+        selected = [by_id[i] for i in sorted({int(i) for i in ids})]
+    if limit is not None:
+        if limit < 0:
+            raise TaskDataError(f"tasks.limit must be >= 0, got {limit}")
+        selected = selected[:limit]
+    return selected
 
 
-def load_tasks(source: str, path: str | None = None, ids: list[int] | None = None, limit: int | None = None) -> list[Task]:
-    """Tasks of a configured source, selected by ids and limit."""
+def load_tasks(
+    source: str, path: str | os.PathLike[str] | None = None, ids: Sequence[int] | None = None,
+    limit: int | None = None,
+) -> list[Task]:
+    """Tasks of a configured source ("demo", "sotopia_exports", "sotopia_local"), selected by ids and limit."""
     if source == "demo":
         tasks = load_demo_tasks()
     elif source in ("sotopia_exports", "sotopia_local"):
         if not path:
             raise TaskDataError(f"tasks.path is required for tasks.source={source}")
-        loader = load_sotopia_exports if source == "sotopia_exports" else load_sotopia_local_storage
-        tasks = loader(path)
+        tasks = load_sotopia_exports(path) if source == "sotopia_exports" else load_sotopia_local_storage(path)
     else:
         raise TaskDataError(f"tasks.source must be demo, sotopia_exports or sotopia_local, got {source!r}")
     return select_tasks(tasks, ids, limit)
 
 
-def count_selected_tasks(source: str, path: str | None = None, ids: list[int] | None = None, limit: int | None = None) -> int:
+def count_selected_tasks(
+    source: str, path: str | os.PathLike[str] | None = None, ids: Sequence[int] | None = None,
+    limit: int | None = None,
+) -> int:
     """How many tasks a config selects (the workflow's block count depends on it)."""
     return len(load_tasks(source, path, ids, limit))
 
 
-def tasks_frame(tasks: list[Task], templates: Any = None, reader_seed: int = 0, personas: list[str] | None = None) -> pd.DataFrame:
-    """The normalized task table, with rendered intros and the passive reader's persona.
+def tasks_frame(
+    tasks: Sequence[Task],
+    templates: PromptTemplates | None = None,
+    reader_seed: int = 0,
+    personas: Sequence[str] | None = None,
+    exclude_participants: bool = False,
+) -> pd.DataFrame:
+    """The normalized task table (``results/tasks.parquet``), with rendered intros and the passive reader.
 
-    The reader of each task is drawn from ``personas`` (default: every persona
-    of the tasks' source) with ``reader_seed``, never one of the task's agents.
+    ``agent{1,2}_goal`` are each agent's own goal as it sees it, ``intro{1,2}``
+    the full agent-facing intros (see :mod:`syncr2.prompts`), ``judge_intro``
+    the unmasked context with both goals. The reader of each task is drawn
+    with ``reader_seed`` from ``personas`` (default: every persona of the
+    tasks' source, 40 for Sotopia), optionally never one of the task's own
+    agents (the authors did not exclude them).
     """
-    from .prompts import PromptTemplates, draw_reader_names, render_intro, render_judge_intro, strip_tags
+    from .prompts import PromptTemplates, draw_reader_names, render_goal, render_intro, render_judge_intro
 
     sot = sotopia_modules()
     templates = templates or PromptTemplates()
-    if personas is None:
-        personas = sorted({name for t in tasks for name in t.personas})
+    pool = list(personas) if personas is not None else sorted({n for t in tasks for n in t.personas})
     readers = draw_reader_names(
-        [t.task_id for t in tasks], personas, reader_seed, exclude={t.task_id: t.agent_names for t in tasks}
+        [t.task_id for t in tasks], pool, reader_seed,
+        exclude={t.task_id: t.agent_names for t in tasks} if exclude_participants else None,
     )
-    rows = []
-    for t in tasks:
-        goals = [strip_tags(sot.render_text_for_agent(f"<root viewer='agent_{i}'>{g}</root>", i)) for i, g in enumerate(t.agent_goals)]
-        rows.append({
-            "task_id": t.task_id, "env_pk": t.env_pk, "codename": t.env.codename, "source": t.env.source,
-            "relationship": t.relationship, "relationship_name": sot.RelationshipType(t.relationship).name,
-            "agent1_pk": t.agent_pks[0], "agent2_pk": t.agent_pks[1],
-            "agent1_name": t.agent_names[0], "agent2_name": t.agent_names[1],
-            "agent1_goal": goals[0], "agent2_goal": goals[1], "scenario": strip_tags(t.scenario),
-            "intro1": render_intro(t, 1, templates), "intro2": render_intro(t, 2, templates),
-            "judge_intro": render_judge_intro(t), "reader_name": readers[t.task_id],
-        })
-    return pd.DataFrame(rows, columns=list(TASK_COLUMNS))
+    rows = [{
+        "task_id": t.task_id, "env_pk": t.env_pk, "codename": t.codename, "source": t.source,
+        "relationship": t.relationship, "relationship_name": t.relationship_name,
+        "agent1_pk": t.agent_pks[0], "agent2_pk": t.agent_pks[1],
+        "agent1_name": t.agent_names[0], "agent2_name": t.agent_names[1],
+        "agent1_goal": render_goal(t, 1), "agent2_goal": render_goal(t, 2),
+        "scenario": sot.render_text_for_environment(t.scenario).strip(),
+        "intro1": render_intro(t, 1, templates), "intro2": render_intro(t, 2, templates),
+        "judge_intro": render_judge_intro(t), "reader_name": readers[t.task_id],
+    } for t in tasks]
+    frame = pd.DataFrame(rows, columns=list(TASK_COLUMNS))
+    return frame.astype({"task_id": "int64", "relationship": "int64"})
 
 
-def write_tasks(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def write_tasks(tasks_df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write the task table as Parquet, atomically (no half-written file under the final name)."""
+    missing = [c for c in TASK_COLUMNS if c not in tasks_df.columns]
+    if missing:
+        raise TaskDataError(f"{path}: refusing to write a task table without column(s) {', '.join(missing)}")
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+        tasks_df.to_parquet(tmp, index=False)
     return Path(path)
 
 
 def read_tasks(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The task table; errors name the file and the missing column."""
+    """The task table written by :func:`write_tasks`; errors name the file and the missing column."""
     try:
         frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for truncated files
+    except Exception as exc:  # pyarrow raises several types for missing or truncated files
         raise TaskDataError(f"{path}: not a readable task table: {exc}") from exc
     missing = [c for c in TASK_COLUMNS if c not in frame.columns]
     if missing:
         raise TaskDataError(f"{path}: task table lacks column(s) {', '.join(missing)}")
+    if frame["task_id"].duplicated().any():
+        dup = int(frame.loc[frame["task_id"].duplicated(), "task_id"].iloc[0])
+        raise TaskDataError(f"{path}: task id {dup} appears more than once")
     return frame
