@@ -61,14 +61,28 @@ def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
+MAX_ANNOTATED_CELLS = 100
+
+
+def color_top(*grids: np.ndarray) -> float:
+    """Upper end of the colour scale: the largest R2, at least 0.01 so all-negative grids still draw."""
+    return max(max(float(np.nanmax(g)) for g in grids), 0.01)
+
+
 def draw_heatmap(ax: plt.Axes, grid: np.ndarray, title: str, vmax: float | None = None) -> matplotlib.image.AxesImage:
     """Figure 2 style: x = source layer, y = target layer, grey < 0, best target boxed."""
     shown = np.ma.masked_less(grid.T, 0.0)  # (L_tgt, L_src)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
-    top = vmax if vmax is not None else max(float(np.nanmax(grid)), 1e-6)
+    top = vmax if vmax is not None else color_top(grid)
     im = ax.imshow(shown, origin="lower", aspect="auto", cmap=cmap, vmin=0.0, vmax=top, interpolation="nearest")
     for a, b in enumerate(np.argmax(grid, axis=1)):
         ax.add_patch(Rectangle((a - 0.5, b - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.2))
+    if grid.size <= MAX_ANNOTATED_CELLS:  # small grids (the demo's tiny models): print every R2
+        for (a, b), value in np.ndenumerate(grid):
+            ax.text(a, b, f"{value:.2g}", ha="center", va="center", fontsize=6,
+                    color="black" if value < 0 or value > 0.6 * top else "white")
+    if not (grid >= 0).any():
+        title += "\n(every $R^2$ < 0: all grey)"
     one_based = FuncFormatter(lambda v, _pos: f"{int(v) + 1}")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(MaxNLocator(integer=True))
@@ -89,7 +103,7 @@ def heatmap_figures(tables: Iterable[str | os.PathLike[str]], out_dir: Path) -> 
     for (pair, cond, direction), grid in sorted(by_key.items()):
         if cond != "experimental":
             continue
-        fig, ax = plt.subplots(figsize=(4.2, 3.6))
+        fig, ax = plt.subplots(figsize=(4.4, 3.8), layout="constrained")
         src, tgt = pair.split("__", 1) if direction == "AtoB" else pair.split("__", 1)[::-1]
         im = draw_heatmap(ax, grid, f"{src} $\\rightarrow$ {tgt} ({pair}, {direction})")
         fig.colorbar(im, ax=ax, label="test $R^2$")
@@ -103,7 +117,7 @@ def heatmap_figures(tables: Iterable[str | os.PathLike[str]], out_dir: Path) -> 
         if len(conds) < 2:
             continue
         grids = [by_key[(pair, c, "AtoB")] for c in conds]
-        vmax = max(max(float(g.max()) for g in grids), 1e-6)
+        vmax = color_top(*grids)
         fig, axes = plt.subplots(1, len(conds), figsize=(3.8 * len(conds), 3.6), squeeze=False, layout="constrained")
         labels = {"experimental": "experimental", "passive": "w/o social engagement (passive)"}
         for ax, cond, grid in zip(axes[0], conds, grids):
@@ -133,6 +147,8 @@ def family_bars(summary: pd.DataFrame, families: Mapping[str, str], out_dir: Pat
         sub = agg[agg.condition == cond].set_index("family").reindex(fams)
         ax.bar(np.arange(len(fams)) + (i - 0.5) * width, sub.syncr2, width, yerr=sub.se, capsize=3,
                color=color, label="experimental" if cond == "experimental" else "w/o social engagement")
+        ax.scatter(np.arange(len(fams)) + (i - 0.5) * width, sub.syncr2, color=color, edgecolor="black",
+                   zorder=3, s=18)  # keeps a value of exactly 0 visible
     ax.set_xticks(np.arange(len(fams)), fams)
     ax.set_ylabel("$SyncR^2$ (mean over pairs)")
     ax.axhline(0, color="black", linewidth=0.6)
@@ -151,7 +167,8 @@ def lag_lines(summary: pd.DataFrame, families: Mapping[str, str], out_dir: Path)
         return []
     rows["family"] = [pair_family(p, families) for p in rows.pair]
     fams = sorted(rows.family.unique())
-    fig, axes = plt.subplots(1, len(fams), figsize=(3.6 * len(fams), 3.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(fams), figsize=(3.6 * len(fams), 3.4), squeeze=False, sharey=True,
+                             layout="constrained")
     for ax, fam in zip(axes[0], fams):
         for pair, grp in rows[rows.family == fam].groupby("pair"):
             grp = grp.sort_values("k")

@@ -28,18 +28,18 @@ wildcard_constraints:
 RES = config.get("resources", {})
 GPU_PARTITION = RES.get("gpu_partition", "gpu")
 CPU_PARTITION = RES.get("cpu_partition", "cpu")
+# Sizes (mem_mb, runtime, cpus_per_task) are per rule in workflow/profiles/default
+# (or workflow/profiles/paper); the rules declare only the kind of job.
 
 
-def gpu_resources(**extra):
-    """Resources of a GPU job: one GPU on the GPU partition (Slurm: --gpus=1)."""
-    base = {"mem_mb": 16000, "runtime": 240, "cpus_per_task": 4} | RES.get("gpu_jobs", {})
-    return dict(gpu=1, slurm_partition=GPU_PARTITION, **base, **extra)
+def gpu_resources():
+    """A GPU job: one GPU (Slurm: --gpus=1) on the GPU partition."""
+    return dict(gpu=1, slurm_partition=GPU_PARTITION)
 
 
-def cpu_resources(kind="cpu_jobs"):
-    """Resources of a CPU job on the CPU partition."""
-    base = {"mem_mb": 4000, "runtime": 60, "cpus_per_task": 2} | RES.get(kind, {})
-    return dict(slurm_partition=CPU_PARTITION, **base)
+def cpu_resources():
+    """A CPU job on the CPU partition."""
+    return dict(slurm_partition=CPU_PARTITION)
 
 
 def model_dir(model):

@@ -17,7 +17,7 @@ rule r2_table:
         device=R2.get("device", "cpu"),
         passive=lambda wc, input: f"--passive {' '.join(input.passive)}" if input.passive else "",
     resources:
-        **cpu_resources("r2_jobs"),
+        **cpu_resources(),
     log:
         "logs/r2_table/{pair}/{condition}/{direction}.log",
     shell:

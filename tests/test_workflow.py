@@ -1,0 +1,199 @@
+"""The Snakemake workflow's job lists (dry runs): the full DAG, partial reruns, the paper config.
+
+Each test runs `snakemake -n` in a scratch directory holding links to the repository's
+Snakefile, workflow/, profiles/ and config/, so nothing here touches the checkout's results.
+Finished work is faked by creating each output file with an mtime that increases along
+the DAG (upstream older than downstream), which is what Snakemake's up-to-date check reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_SOTOPIA = REPO.parent / "shared" / "sotopia"
+
+PAIRS = ["tiny-llama__tiny-llama", "tiny-llama__tiny-mistral", "tiny-mistral__tiny-llama", "tiny-mistral__tiny-mistral"]
+SEEDS = [0, 1]
+BLOCKS = [0, 1]  # 12 demo tasks in blocks of 6
+CONDITIONS = ["experimental", "passive", "lag1", "lag2"]
+DIRECTIONS = ["AtoB", "BtoA"]
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    for name in ("Snakefile", "workflow", "profiles", "config"):
+        (tmp_path / name).symlink_to(REPO / name)
+    return tmp_path
+
+
+def dry_run(workdir: Path, *args: str) -> list[tuple[str, list[str]]]:
+    """The jobs `snakemake -n` would run, as (rule, outputs), parsed from its job listing."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(workdir),
+           "--snakefile", str(workdir / "Snakefile"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=os.environ | {"PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs: list[tuple[str, list[str]]] = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", proc.stdout + proc.stderr):
+        head = re.match(r"(?:local)?rule (\w+):\n", block.lstrip("\n"))
+        if not head:
+            continue
+        out = re.search(r"^\s+output: (.*)$", block, re.M)
+        jobs.append((head.group(1), out.group(1).split(", ") if out else []))
+    return jobs
+
+
+def dry_run_fails(workdir: Path, *args: str) -> str:
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(workdir),
+           "--snakefile", str(workdir / "Snakefile"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    assert proc.returncode != 0, "the dry run was expected to fail"
+    return proc.stdout + proc.stderr
+
+
+def genuine_outputs() -> list[str]:
+    files = ["results/tasks.parquet", "results/models/tiny-llama/config.json", "results/models/tiny-mistral/config.json"]
+    for pair in PAIRS:
+        for seed in SEEDS:
+            for block in BLOCKS:
+                files.append(f"results/episodes/{pair}/seed{seed}/block{block}.parquet")
+                files += [f"results/reps/{pair}/seed{seed}/genuine/block{block}_agent{a}.parquet" for a in (1, 2)]
+    return files
+
+
+def downstream_outputs() -> list[list[str]]:
+    """Everything after the simulations, in DAG order (one list per rank)."""
+    passive = [f"results/reps/{p}/seed{s}/passive/block{b}_agent{a}.parquet"
+               for p in PAIRS for s in SEEDS for b in BLOCKS for a in (1, 2)]
+    r2 = [f"results/r2/{p}/{c}/{d}.parquet" for p in PAIRS for c in CONDITIONS for d in DIRECTIONS]
+    per_condition = [f"results/summary/synchrony_{c}.parquet" for c in CONDITIONS]
+    return [passive, r2, per_condition, ["results/summary/synchrony.parquet"],
+            ["reports/figures/fig4b_lag.png", "reports/tables/synchrony.csv"]]
+
+
+def fake(workdir: Path, ranks: list[list[str]]) -> None:
+    """Create every file with an mtime increasing by rank (directory outputs get a file inside)."""
+    t0 = 1_700_000_000
+    for rank, files in enumerate(ranks):
+        for rel in files:
+            path = workdir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"x")
+            os.utime(path, (t0 + 100 * rank, t0 + 100 * rank))
+            for parent in path.parents:  # directory outputs (models, figures) take their own mtime
+                if parent == workdir:
+                    break
+                os.utime(parent, (t0 + 100 * rank, t0 + 100 * rank))
+
+
+def rule_counts(jobs) -> Counter:
+    return Counter(rule for rule, _ in jobs)
+
+
+def test_default_dag_from_scratch(workdir):
+    jobs = dry_run(workdir)
+    n_runs = len(PAIRS) * len(SEEDS) * len(BLOCKS)
+    assert rule_counts(jobs) == Counter({
+        "tasks": 1, "build_tiny_model": 2, "simulate": n_runs, "read_passive": n_runs,
+        "r2_table": len(PAIRS) * len(CONDITIONS) * len(DIRECTIONS), "synchrony_condition": len(CONDITIONS),
+        "synchrony": 1, "figures": 1, "all": 1,
+    })
+    r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
+    assert r2_outputs == sorted(downstream_outputs()[1])
+
+
+def test_complete_results_need_nothing(workdir):
+    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    assert dry_run(workdir) == []
+
+
+def test_forcerun_read_passive_reruns_only_the_passive_condition(workdir):
+    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    jobs = dry_run(workdir, "--forcerun", "read_passive")
+    counts = rule_counts(jobs)
+    assert "simulate" not in counts and "build_tiny_model" not in counts and "tasks" not in counts
+    assert counts["read_passive"] == len(PAIRS) * len(SEEDS) * len(BLOCKS)
+    r2 = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
+    assert r2 == sorted(f"results/r2/{p}/passive/{d}.parquet" for p in PAIRS for d in DIRECTIONS)
+    summaries = [o for rule, outs in jobs if rule == "synchrony_condition" for o in outs]
+    assert summaries == ["results/summary/synchrony_passive.parquet"]
+    assert counts["synchrony"] == 1 and counts["figures"] == 1
+
+
+def test_config_passive_only_never_resimulates(workdir):
+    fake(workdir, [genuine_outputs()])  # the genuine simulations exist, nothing else
+    jobs = dry_run(workdir, "--config", 'conditions=["passive"]')
+    counts = rule_counts(jobs)
+    assert "simulate" not in counts and "build_tiny_model" not in counts
+    assert counts["read_passive"] == len(PAIRS) * len(SEEDS) * len(BLOCKS)
+    r2 = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
+    assert r2 == sorted(f"results/r2/{p}/passive/{d}.parquet" for p in PAIRS for d in DIRECTIONS)
+
+
+def test_new_lag_alone_through_its_summary_target(workdir):
+    """A new lag on finished results: its summary target runs only that lag's R2 tables."""
+    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    jobs = dry_run(workdir, "results/summary/synchrony_lag3.parquet",
+                   "--config", 'conditions=["experimental","passive","lag1","lag2","lag3"]')
+    counts = rule_counts(jobs)
+    assert counts == Counter({"r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
+    r2 = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
+    assert r2 == sorted(f"results/r2/{p}/lag3/{d}.parquet" for p in PAIRS for d in DIRECTIONS)
+
+
+def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(workdir),
+         "--snakefile", str(workdir / "Snakefile"), "--printshellcmds", "--verbose"],
+        capture_output=True, text=True, cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = proc.stdout + proc.stderr
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:\n)", text)
+    seen = set()
+    for block in blocks:
+        head = re.match(r"(?:local)?rule (\w+):\n", block.lstrip("\n"))
+        res = re.search(r"^\s+resources: (.*)$", block, re.M)
+        if not head or not res or head.group(1) == "all":
+            continue
+        rule, resources = head.group(1), res.group(1)
+        seen.add(rule)
+        if rule in ("simulate", "read_passive"):
+            assert "gpu=1" in resources and "slurm_partition=gpu" in resources, (rule, resources)
+            assert "mem_mb=4000" in resources and "runtime=30" in resources  # workflow/profiles/default
+        else:
+            assert not re.search(r"\bgpu=", resources) and "slurm_partition=cpu" in resources, (rule, resources)
+    assert {"simulate", "read_passive", "r2_table", "figures"} <= seen
+
+
+def test_bad_config_fails_before_any_job(workdir):
+    out = dry_run_fails(workdir, "--config", "pairs=[[tiny-llama, tiny-gpt]]")
+    assert "model key 'tiny-gpt' is not defined" in out
+    out = dry_run_fails(workdir, "--config", 'conditions=["lag9"]')
+    assert "lag9" in out and "max_turns" in out
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["r2"]["size"] = 100000
+    (workdir / "big.yaml").write_text(yaml.safe_dump(cfg))
+    out = dry_run_fails(workdir, "--configfile", str(workdir / "big.yaml"))
+    assert "r2.size is 100000" in out and "lower r2.size" in out
+
+
+@pytest.mark.skipif(not (SHARED_SOTOPIA / "envs.json").exists(), reason="needs ../shared/sotopia")
+def test_paper_config_lists_the_full_job_set(workdir):
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cfg["tasks"]["path"] = str(SHARED_SOTOPIA)
+    (workdir / "paper.yaml").write_text(yaml.safe_dump(cfg))
+    jobs = dry_run(workdir, "--configfile", str(workdir / "paper.yaml"), "--workflow-profile",
+                   str(REPO / "workflow" / "profiles" / "paper"))
+    n_runs = 36 * 5 * 9  # ordered pairs x seeds x blocks of 50 of the 450 tasks
+    assert rule_counts(jobs) == Counter({
+        "tasks": 1, "simulate": n_runs, "read_passive": n_runs, "r2_table": 36 * 4 * 2,
+        "synchrony_condition": 4, "synchrony": 1, "figures": 1, "all": 1,
+    })
