@@ -21,6 +21,12 @@
 #   VENV             virtualenv to activate if snakemake is not on PATH (default: <repo>/.venv)
 #   SLURM_POLL_SECONDS  --slurm-init-seconds-before-status-checks for this test (default 2;
 #                    the profile's 10 s makes each wave of jobs wait longer on this tiny cluster)
+#   KEEP_SLURM_STATE=1  keep the run's Slurm state directory (logs, database) after success
+#
+# Every run gets a fresh Slurm state directory (SLURM_CI_BASE=$(mktemp -d)): slurmctld recovers
+# the jobs of an old state directory (an interrupted run, a machine image taken mid-run), the node
+# then comes up "mix" instead of "idle" and up.sh gives up. A cluster left running by an earlier
+# run under the default base is stopped first, since it would hold the ports.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,11 +48,24 @@ if [ -z "${VIRTUAL_ENV:-}" ] && [ -f "$VENV/bin/activate" ]; then
 fi
 command -v snakemake >/dev/null || { echo "slurm_e2e: snakemake not on PATH (no $VENV?)" >&2; exit 2; }
 
+# stop a leftover cluster of an earlier (interrupted) run, then start from a fresh state directory
+for old in /tmp/syncr2-slurm "${SLURM_CI_BASE:-}"; do
+  [ -n "$old" ] && [ -d "$old" ] && SLURM_CI_BASE=$old bash "$SLURM_LOCAL_DIR/down.sh" >/dev/null 2>&1 || true
+done
+export SLURM_CI_BASE
+SLURM_CI_BASE=$(mktemp -d /tmp/syncr2-slurm-run.XXXXXX)
+chmod 755 "$SLURM_CI_BASE"   # MariaDB runs as user mysql and must reach its datadir inside
+
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   say "stopping the cluster"
   bash "$SLURM_LOCAL_DIR/down.sh" || true
+  if [ "$rc" = 0 ] && [ "${KEEP_SLURM_STATE:-0}" != 1 ]; then
+    rm -rf "$SLURM_CI_BASE"
+  else
+    say "Slurm state and logs kept in $SLURM_CI_BASE"
+  fi
   say "exit $rc"
   exit "$rc"
 }
@@ -54,7 +73,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say "starting Slurm (NGPU=$SLURM_CI_NGPU CPUS=$SLURM_CI_CPUS)"
+say "starting Slurm (NGPU=$SLURM_CI_NGPU CPUS=$SLURM_CI_CPUS, state in $SLURM_CI_BASE)"
 bash "$SLURM_LOCAL_DIR/up.sh"
 say "cluster up"
 
