@@ -50,3 +50,34 @@ def test_pair_scores():
     assert both.value == pytest.approx(0.5) and both.se == pytest.approx(0.025)
     orders = combine_speaking_orders(SyncScore(0.7, 0.0), SyncScore(0.5, 0.0))
     assert orders.value == pytest.approx(0.6)
+
+
+def test_summary_keeps_the_unclipped_score_of_all_negative_grids(tmp_path):
+    """All R2 < 0 (random models): SyncR2 is 0, the unclipped column keeps the brute-force value."""
+    import pandas as pd
+
+    from syncr2.figures import summary_tables
+    from syncr2.r2table import write_r2_table
+    from syncr2.summary import summarize_tables
+
+    rng = np.random.default_rng(7)
+    cubes, paths = {}, []
+    for direction, (la, lb) in (("AtoB", (3, 4)), ("BtoA", (4, 3))):
+        cube = rng.normal(-2.0, 0.5, size=(3, la, lb))
+        cubes[direction] = cube
+        table = pd.DataFrame([(s, a, b, cube[s, a, b], 40, 10) for s in range(3) for a in range(la) for b in range(lb)],
+                             columns=["split_seed", "layer_src", "layer_tgt", "r2", "n_train", "n_test"])
+        paths.append(write_r2_table(table, tmp_path / f"{direction}.parquet", pair="a__b",
+                                    condition="lag1", direction=direction))
+    summary = summarize_tables(paths).set_index("direction")
+    for direction, cube in cubes.items():
+        value, se = brute(cube, clip=False)
+        assert summary.loc[direction, "syncr2"] == 0.0
+        assert summary.loc[direction, "syncr2_unclipped"] == pytest.approx(value, abs=1e-12)
+        assert summary.loc[direction, "se"] == pytest.approx(se, abs=1e-12)
+    both = (brute(cubes["AtoB"], clip=False)[0] + brute(cubes["BtoA"], clip=False)[0]) / 2
+    assert summary.loc["combined", "syncr2_unclipped"] == pytest.approx(both, abs=1e-12)
+    assert both < -1.0
+    summary_tables(summary.reset_index(), tmp_path / "tab")
+    md = (tmp_path / "tab" / "synchrony.md").read_text()
+    assert "| a__b | 0.0000 |" in md and f"| a__b | {both:.4f} |" in md

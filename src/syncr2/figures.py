@@ -188,14 +188,22 @@ def summary_tables(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
     csv, md = out_dir / "synchrony.csv", out_dir / "synchrony.md"
     with atomic_path(csv) as tmp:
         summary.to_csv(tmp, index=False, float_format="%.4f")
-    wide = summary[summary.direction == "combined"].pivot(index="pair", columns="condition", values="syncr2")
+    combined = summary[summary.direction == "combined"]
     order = {"experimental": -2, "passive": -1}
-    wide = wide[sorted(wide.columns, key=lambda c: (order.get(c, 0), lag_of(c) or 0, c))]
-    lines = ["| pair | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
-    for pair, row in wide.iterrows():
-        lines.append(f"| {pair} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
+    text = []
+    for column, title in (("syncr2", "SyncR2 (both directions combined)"),
+                          ("syncr2_unclipped", "Unclipped SyncR2 (both directions combined; "
+                                               "negative: the best target layers predict worse than the mean)")):
+        if column not in combined:
+            continue
+        wide = combined.pivot(index="pair", columns="condition", values=column)
+        wide = wide[sorted(wide.columns, key=lambda c: (order.get(c, 0), lag_of(c) or 0, c))]
+        lines = ["| pair | " + " | ".join(wide.columns) + " |", "|---" * (len(wide.columns) + 1) + "|"]
+        for pair, row in wide.iterrows():
+            lines.append(f"| {pair} | " + " | ".join(f"{v:.4f}" for v in row) + " |")
+        text.append(f"{title}\n\n" + "\n".join(lines) + "\n")
     with atomic_path(md) as tmp:
-        tmp.write_text("SyncR2 (both directions combined)\n\n" + "\n".join(lines) + "\n")
+        tmp.write_text("\n".join(text))
     return [csv, md]
 
 
