@@ -35,26 +35,35 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def dry_run(workdir: Path, *args: str) -> list[tuple[str, list[str]]]:
-    """The jobs `snakemake -n` would run, as (rule, outputs), parsed from its job listing."""
+def snakemake_n(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """`snakemake -n` on the scratch directory, output captured."""
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(workdir),
            "--snakefile", str(workdir / "Snakefile"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=os.environ | {"PYTHONWARNINGS": "ignore"})
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir,
+                          env=os.environ | {"PYTHONWARNINGS": "ignore"})
+
+
+def job_blocks(text: str):
+    """(rule, job block text) of every job in a dry run's listing."""
+    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", text):
+        head = re.match(r"(?:local)?rule (\w+):\n", block.lstrip("\n"))
+        if head:
+            yield head.group(1), block
+
+
+def dry_run(workdir: Path, *args: str) -> list[tuple[str, list[str]]]:
+    """The jobs `snakemake -n` would run, as (rule, outputs), parsed from its job listing."""
+    proc = snakemake_n(workdir, *args)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs: list[tuple[str, list[str]]] = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:\n)", proc.stdout + proc.stderr):
-        head = re.match(r"(?:local)?rule (\w+):\n", block.lstrip("\n"))
-        if not head:
-            continue
+    for rule, block in job_blocks(proc.stdout + proc.stderr):
         out = re.search(r"^\s+output: (.*)$", block, re.M)
-        jobs.append((head.group(1), out.group(1).split(", ") if out else []))
+        jobs.append((rule, out.group(1).split(", ") if out else []))
     return jobs
 
 
 def dry_run_fails(workdir: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(workdir),
-           "--snakefile", str(workdir / "Snakefile"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    proc = snakemake_n(workdir, *args)
     assert proc.returncode != 0, "the dry run was expected to fail"
     return proc.stdout + proc.stderr
 
@@ -150,20 +159,14 @@ def test_new_lag_alone_through_its_summary_target(workdir):
 
 
 def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(workdir),
-         "--snakefile", str(workdir / "Snakefile"), "--printshellcmds", "--verbose"],
-        capture_output=True, text=True, cwd=workdir)
+    proc = snakemake_n(workdir, "--printshellcmds", "--verbose")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    text = proc.stdout + proc.stderr
-    blocks = re.split(r"\n(?=(?:local)?rule \w+:\n)", text)
     seen = set()
-    for block in blocks:
-        head = re.match(r"(?:local)?rule (\w+):\n", block.lstrip("\n"))
+    for rule, block in job_blocks(proc.stdout + proc.stderr):
         res = re.search(r"^\s+resources: (.*)$", block, re.M)
-        if not head or not res or head.group(1) == "all":
+        if not res or rule == "all":
             continue
-        rule, resources = head.group(1), res.group(1)
+        resources = res.group(1)
         seen.add(rule)
         if rule in ("simulate", "read_passive"):
             assert "gpu=1" in resources and "slurm_partition=gpu" in resources, (rule, resources)
