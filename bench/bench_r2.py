@@ -8,7 +8,7 @@ Data are float32 synthetic representations (a shared low-rank signal plus
 noise), generated one layer at a time from a seed, so the paper's shape never
 sits in memory at once. Three ways to get every layer pair's test-set R2:
 
-* engine: ``syncr2.ridge.layer_pair_r2_streamed`` (float64, shared factorizations);
+* engine: ``syncr2.synchrony.ridge.layer_pair_r2_streamed`` (float64, shared factorizations);
 * baseline: what the authors' code does, pair by pair: append a ones column,
   solve the regularized normal equations in float32 (intercept unpenalized),
   predict the test set, score. Timed on ``--baseline-pairs`` pairs and
@@ -30,7 +30,7 @@ import time
 import numpy as np
 import torch
 
-from syncr2.ridge import layer_pair_r2_streamed, resolve_device
+from syncr2.synchrony.ridge import layer_pair_r2_streamed, resolve_device
 
 LATENT = 64
 

@@ -5,7 +5,7 @@
     python bench/bench_simulate.py --model1 /ckpt/Llama-3.2-3B-Instruct --device cuda --dtype bfloat16
 
 Both modes run the same pair of models over the same tasks with the same settings
-through ``syncr2.simulate.run_block`` (every speaker's last-token block outputs
+through ``syncr2.simulation.simulate.run_block`` (every speaker's last-token block outputs
 captured, as in the pipeline):
 
 * batched: all tasks of the block advance together, one ``generate`` call per turn
@@ -29,10 +29,10 @@ from pathlib import Path
 import torch
 import yaml
 
-from syncr2.prompts import PromptTemplates
-from syncr2.simulate import GenerationSettings, load_pair, run_block
-from syncr2.tasks import load_demo_tasks, tasks_frame
-from syncr2.tiny_models import build_from_spec
+from syncr2.simulation.prompts import PromptTemplates
+from syncr2.simulation.simulate import GenerationSettings, load_pair, run_block
+from syncr2.simulation.tasks import load_demo_tasks, tasks_frame
+from syncr2.simulation.tiny_models import build_from_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

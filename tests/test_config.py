@@ -7,8 +7,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from syncr2.config import ConfigError, check_config, ordered_pairs, samples_per_episode
-from syncr2.datasets import pair_turns
+from syncr2.core.config import (
+    ConfigError,
+    check_config,
+    ordered_pairs,
+    samples_per_episode,
+)
+from syncr2.synchrony.datasets import pair_turns
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from syncr2.atomic import atomic_path
-from syncr2.datasets import DatasetError, build_dataset, fixed_size_split, split_sizes
-from syncr2.shards import ShardMeta, write_shard
+from syncr2.core.atomic import atomic_path
+from syncr2.core.shards import ShardMeta, write_shard
+from syncr2.synchrony.datasets import (
+    DatasetError,
+    build_dataset,
+    fixed_size_split,
+    split_sizes,
+)
 
 # episode lengths per (task, seed): task 0 has 5 turns, task 1 has 4, task 2 has 7 (seed 0) / 3 (seed 1)
 LENGTHS = {(0, 0): 5, (1, 0): 4, (2, 0): 7, (2, 1): 3}

@@ -4,8 +4,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from syncr2.figures import draw_heatmap, lag_of, make_all, pair_family
-from syncr2.r2table import write_r2_table
+from syncr2.report.figures import draw_heatmap, lag_of, make_all, pair_family
+from syncr2.synchrony.r2table import write_r2_table
 
 
 def test_heatmap_boxes_best_target_and_masks_negatives():

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from syncr2.lm import ChatLM, LMConfig, _FinishTracker
-from syncr2.tiny_models import BUILD_FILE, build_from_spec, build_tiny_model
+from syncr2.simulation.lm import ChatLM, LMConfig, _FinishTracker
+from syncr2.simulation.tiny_models import BUILD_FILE, build_from_spec, build_tiny_model
 
 SPECS = {
     "llama": {"arch": "llama", "n_layers": 4, "hidden_size": 64, "n_heads": 4, "n_kv_heads": 2,

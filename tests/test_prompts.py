@@ -4,11 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from syncr2.prompts import (
-    SOTOPIA_PREAMBLE_EXTRA, PromptTemplates, clean_utterance, draw_reader_names, is_leave, passive_prompt,
-    render_intro, speaker_prompt, template_hash,
+from syncr2.simulation.prompts import (
+    SOTOPIA_PREAMBLE_EXTRA,
+    PromptTemplates,
+    clean_utterance,
+    draw_reader_names,
+    is_leave,
+    passive_prompt,
+    render_intro,
+    speaker_prompt,
+    template_hash,
 )
-from syncr2.tasks import load_sotopia_exports, tasks_frame
+from syncr2.simulation.tasks import load_sotopia_exports, tasks_frame
 
 SOTOPIA = Path(__file__).resolve().parents[2] / "shared" / "sotopia"
 

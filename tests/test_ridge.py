@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
-from syncr2.ridge import layer_pair_r2, layer_pair_r2_streamed
+from syncr2.synchrony.ridge import layer_pair_r2, layer_pair_r2_streamed
 
 
 def sklearn_grid(X, Y, train, test, alpha):

@@ -5,7 +5,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from syncr2.shards import ShardError, ShardMeta, open_shard, write_shard
+from syncr2.core.shards import ShardError, ShardMeta, open_shard, write_shard
 
 
 def meta(**kw):

@@ -6,13 +6,23 @@ import pytest
 import torch
 
 from syncr2.cli import main
-from syncr2.datasets import build_dataset
-from syncr2.lm import LMConfig, ChatLM
-from syncr2.prompts import PromptTemplates, passive_prompt
-from syncr2.shards import open_shard
-from syncr2.simulate import EPISODE_COLUMNS, GenerationSettings, load_pair, read_episodes, simulate_block
-from syncr2.tasks import load_demo_tasks, read_tasks, tasks_frame, write_tasks
-from syncr2.tiny_models import build_from_spec
+from syncr2.core.shards import open_shard
+from syncr2.simulation.prompts import PromptTemplates, passive_prompt
+from syncr2.simulation.simulate import (
+    EPISODE_COLUMNS,
+    GenerationSettings,
+    load_pair,
+    read_episodes,
+    simulate_block,
+)
+from syncr2.simulation.tasks import (
+    load_demo_tasks,
+    read_tasks,
+    tasks_frame,
+    write_tasks,
+)
+from syncr2.simulation.tiny_models import build_from_spec
+from syncr2.synchrony.datasets import build_dataset
 
 SPECS = {
     "tl": {"arch": "llama", "n_layers": 3, "hidden_size": 48, "n_heads": 4, "n_kv_heads": 2, "intermediate_size": 96, "seed": 5},

@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from syncr2.sync import SyncScore, combine_directions, combine_speaking_orders, sync_r2
+from syncr2.synchrony.sync import (
+    SyncScore,
+    combine_directions,
+    combine_speaking_orders,
+    sync_r2,
+)
 
 
 def brute(cube, k=1, clip=True):
@@ -56,9 +61,9 @@ def test_summary_keeps_the_unclipped_score_of_all_negative_grids(tmp_path):
     """All R2 < 0 (random models): SyncR2 is 0, the unclipped column keeps the brute-force value."""
     import pandas as pd
 
-    from syncr2.figures import summary_tables
-    from syncr2.r2table import write_r2_table
-    from syncr2.summary import summarize_tables
+    from syncr2.report.figures import summary_tables
+    from syncr2.synchrony.r2table import write_r2_table
+    from syncr2.synchrony.summary import summarize_tables
 
     rng = np.random.default_rng(7)
     cubes, paths = {}, []

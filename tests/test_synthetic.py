@@ -4,10 +4,14 @@ import numpy as np
 import pandas as pd
 
 from syncr2.cli import main
-from syncr2.datasets import build_dataset
-from syncr2.r2table import compute_r2_table, r2_cube, read_r2_table
-from syncr2.sync import sync_r2
-from syncr2.synthetic import SyntheticSpec, analytic_r2, write_synthetic_shards
+from syncr2.synchrony.datasets import build_dataset
+from syncr2.synchrony.r2table import compute_r2_table, r2_cube, read_r2_table
+from syncr2.synchrony.sync import sync_r2
+from syncr2.synchrony.synthetic import (
+    SyntheticSpec,
+    analytic_r2,
+    write_synthetic_shards,
+)
 
 
 def test_planted_synchrony_and_lag_decay(tmp_path):

@@ -11,9 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from syncr2.tasks import (
-    TASK_COLUMNS, Task, TaskDataError, demo_dir, load_demo_tasks, load_sotopia_exports, load_sotopia_local_storage,
-    load_tasks, read_tasks, select_tasks, sotopia_modules, tasks_frame, write_tasks,
+from syncr2.simulation.tasks import (
+    TASK_COLUMNS,
+    Task,
+    TaskDataError,
+    demo_dir,
+    load_demo_tasks,
+    load_sotopia_exports,
+    load_sotopia_local_storage,
+    load_tasks,
+    read_tasks,
+    select_tasks,
+    sotopia_modules,
+    tasks_frame,
+    write_tasks,
 )
 
 SOTOPIA = Path(__file__).resolve().parents[2] / "shared" / "sotopia"
@@ -74,7 +85,7 @@ def test_sotopia_is_imported_offline():
     assert is_local_backend()
     # an explicit Redis backend is refused with a clear message (its models cannot be built offline)
     env = {**os.environ, "SOTOPIA_STORAGE_BACKEND": "redis"}
-    code = "from syncr2.tasks import load_demo_tasks; load_demo_tasks()"
+    code = "from syncr2.simulation.tasks import load_demo_tasks; load_demo_tasks()"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "needs the local backend" in proc.stderr
 

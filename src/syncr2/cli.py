@@ -24,8 +24,8 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_r2(args: argparse.Namespace) -> None:
-    from .datasets import build_dataset
-    from .r2table import compute_r2_table, write_r2_table
+    from .synchrony.datasets import build_dataset
+    from .synchrony.r2table import compute_r2_table, write_r2_table
 
     ds = build_dataset(args.genuine, args.condition, args.direction, passive=args.passive or None)
     log.info("%s %s: %d paired samples in %d task groups", args.condition, args.direction, len(ds), len(set(ds.groups)))
@@ -42,7 +42,7 @@ def cmd_r2(args: argparse.Namespace) -> None:
 
 
 def cmd_synthetic(args: argparse.Namespace) -> None:
-    from .synthetic import SyntheticSpec, write_synthetic_shards
+    from .synchrony.synthetic import SyntheticSpec, write_synthetic_shards
 
     spec = SyntheticSpec(n_tasks=args.tasks, seeds=tuple(args.seeds), n_turns=args.turns, rho=args.rho)
     for p in write_synthetic_shards(spec, args.out):
@@ -50,7 +50,7 @@ def cmd_synthetic(args: argparse.Namespace) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
-    from .summary import summarize_tables, write_summary
+    from .synchrony.summary import summarize_tables, write_summary
 
     frame = summarize_tables(args.tables, top_k=args.top_k, clip=not args.no_clip)
     write_summary(frame, args.out)
@@ -60,7 +60,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
 def cmd_concat(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .summary import write_summary
+    from .synchrony.summary import write_summary
 
     frame = pd.concat([pd.read_parquet(p) for p in args.inputs], ignore_index=True)
     write_summary(frame, args.out)
@@ -70,7 +70,7 @@ def cmd_concat(args: argparse.Namespace) -> None:
 def cmd_figures(args: argparse.Namespace) -> None:
     import json
 
-    from .figures import make_all
+    from .report.figures import make_all
 
     make_all(args.summary, args.tables, json.loads(args.families), args.figures_dir, args.tables_dir)
 
@@ -95,8 +95,8 @@ def _json_arg(text: str) -> dict:
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
-    from .prompts import PromptTemplates
-    from .tasks import load_tasks, tasks_frame, write_tasks
+    from .simulation.prompts import PromptTemplates
+    from .simulation.tasks import load_tasks, tasks_frame, write_tasks
 
     tasks = load_tasks(args.source, args.path, args.ids, args.limit)
     frame = tasks_frame(tasks, PromptTemplates.from_dict(args.templates), args.reader_seed)
@@ -105,14 +105,14 @@ def cmd_tasks(args: argparse.Namespace) -> None:
 
 
 def cmd_build_model(args: argparse.Namespace) -> None:
-    from .tiny_models import build_from_spec
+    from .simulation.tiny_models import build_from_spec
 
     build_from_spec(args.spec, args.out)
     log.info("built %s", args.out)
 
 
 def _pair_models(args: argparse.Namespace):
-    from .simulate import GenerationSettings, load_pair
+    from .simulation.simulate import GenerationSettings, load_pair
 
     settings = GenerationSettings.from_dict(getattr(args, "generation", None))
     specs = [(*args.model1, args.lm1), (*args.model2, args.lm2)]
@@ -120,9 +120,9 @@ def _pair_models(args: argparse.Namespace):
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from .prompts import PromptTemplates
-    from .simulate import simulate_block
-    from .tasks import read_tasks
+    from .simulation.prompts import PromptTemplates
+    from .simulation.simulate import simulate_block
+    from .simulation.tasks import read_tasks
 
     models, settings = _pair_models(args)
     simulate_block(
@@ -132,9 +132,9 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 def cmd_read_passive(args: argparse.Namespace) -> None:
-    from .passive import read_passive_block
-    from .prompts import PromptTemplates
-    from .tasks import read_tasks
+    from .simulation.passive import read_passive_block
+    from .simulation.prompts import PromptTemplates
+    from .simulation.tasks import read_tasks
 
     models, _ = _pair_models(args)
     read_passive_block(

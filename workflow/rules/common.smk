@@ -2,8 +2,8 @@
 import json
 import sys
 
-from syncr2.config import check_config, n_blocks, ordered_pairs, pair_key
-from syncr2.tasks import count_selected_tasks
+from syncr2.core.config import check_config, n_blocks, ordered_pairs, pair_key
+from syncr2.simulation.tasks import count_selected_tasks
 
 TASKS = config["tasks"]
 N_TASKS = count_selected_tasks(TASKS["source"], TASKS.get("path"), TASKS.get("ids"), TASKS.get("limit"))

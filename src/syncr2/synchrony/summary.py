@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .atomic import atomic_path
+from ..core.atomic import atomic_path
 from .r2table import r2_cube, read_r2_table
 from .sync import SyncScore, combine_directions, sync_r2
 

@@ -18,52 +18,20 @@ train set until it holds the rest.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .shards import Shard, ShardError, open_shard
-
-DIRECTIONS = ("AtoB", "BtoA")
-_LAG_RE = re.compile(r"^lag([1-9][0-9]*)$")
-
-
-class DatasetError(ValueError):
-    """A condition dataset cannot be built as asked (too few samples, bad lag...)."""
-
-
-@dataclass(frozen=True)
-class Condition:
-    """A parsed condition name: which source run and which lag."""
-
-    name: str
-    source_kind: str  # "genuine" | "passive"
-    lag: int
-
-    @classmethod
-    def parse(cls, name: str) -> "Condition":
-        if name == "experimental":
-            return cls(name, "genuine", 0)
-        if name == "passive":
-            return cls(name, "passive", 0)
-        m = _LAG_RE.match(name)
-        if m:
-            return cls(name, "genuine", int(m.group(1)))
-        raise DatasetError(f"unknown condition {name!r}: use 'experimental', 'passive' or 'lagK' with K >= 1")
-
-
-def direction_speakers(direction: str) -> tuple[int, int]:
-    """(source speaker, target speaker) of a direction."""
-    if direction == "AtoB":
-        return 1, 2
-    if direction == "BtoA":
-        return 2, 1
-    raise DatasetError(f"unknown direction {direction!r}: use one of {DIRECTIONS}")
+from ..core.conditions import (
+    Condition,
+    DatasetError,
+    direction_speakers,
+    split_sizes,
+)
+from ..core.shards import Shard, ShardError, open_shard
 
 
 @dataclass
@@ -207,16 +175,6 @@ def build_dataset(genuine: Shards, condition: str, direction: str, passive: Shar
             f"{2 * cond.lag + 2 + (src_spk - 1)} turns, the longest episode has {longest} turns"
         )
     return ConditionDataset(cond, direction, pairs, source, target)
-
-
-def split_sizes(size: int, test_fraction: float = 0.2) -> tuple[int, int]:
-    """(minimum train, minimum test) sample counts of a fixed-size split."""
-    if size < 2:
-        raise DatasetError(f"sample size must be >= 2, got {size}")
-    if not 0 < test_fraction < 1:
-        raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = math.ceil(size * test_fraction - 1e-9)
-    return size - n_test, n_test
 
 
 def fixed_size_split(

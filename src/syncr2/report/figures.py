@@ -29,8 +29,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
-from .r2table import r2_cube, read_r2_table  # noqa: E402
+from ..core.atomic import atomic_path  # noqa: E402
+from ..synchrony.r2table import r2_cube, read_r2_table  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :class:`ChatLM` wraps any Hugging Face causal-LM checkpoint (a directory or a
 hub id), loaded only through ``AutoTokenizer.from_pretrained`` and
 ``AutoModelForCausalLM.from_pretrained``; the tiny models of
-:mod:`syncr2.tiny_models` take exactly the same path as Mistral-7B or
+:mod:`syncr2.simulation.tiny_models` take exactly the same path as Mistral-7B or
 Llama-3-8B.
 
 Representations (PROTOCOL section 3): for every decoder block l = 1..L, the

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
+from ..core.atomic import atomic_path
 from .datasets import ConditionDataset, fixed_size_split
 from .ridge import layer_pair_r2_streamed
 

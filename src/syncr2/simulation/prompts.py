@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .tasks import Task
+    from .sotopia_api import Task
 
 # Sotopia's two further preamble sentences (sotopia/generation_utils/generate.py).
 # The authors' prompts do not have them; set ``preamble_extra`` to this to get
@@ -143,7 +143,7 @@ def _tidy(text: str) -> str:
 
 def _bios(task: Task) -> list[str]:
     """Both participants' raw backgrounds from Sotopia's ``get_bio`` (viewer tags still in)."""
-    from .tasks import sotopia_modules
+    from .sotopia_api import sotopia_modules
 
     sot = sotopia_modules()
     rel = sot.RelationshipType(task.relationship)
@@ -157,7 +157,7 @@ def render_context(task: Task, agent: int, hidden_goal: str = "Unknown") -> str:
     goals are wrapped in ``<root viewer='agent_i'>`` as Sotopia does, the
     partner's replaced by ``hidden_goal``.
     """
-    from .tasks import sotopia_modules
+    from .sotopia_api import sotopia_modules
 
     if agent not in (1, 2):
         raise ValueError(f"agent must be 1 or 2, got {agent!r}")
@@ -188,7 +188,7 @@ def render_intro(task: Task, agent: int, templates: PromptTemplates) -> str:
 
 def render_judge_intro(task: Task) -> str:
     """The full, unmasked context with both goals and secrets (what the Sotopia judge sees), tags removed."""
-    from .tasks import sotopia_modules
+    from .sotopia_api import sotopia_modules
 
     sot = sotopia_modules()
     background = sot.ScriptBackground(
@@ -202,7 +202,7 @@ def render_judge_intro(task: Task) -> str:
 
 def render_goal(task: Task, agent: int) -> str:
     """Agent ``agent``'s own goal as that agent sees it (Sotopia's wrapping and rendering), tags removed."""
-    from .tasks import sotopia_modules
+    from .sotopia_api import sotopia_modules
 
     viewer = agent - 1
     wrapped = f"<root viewer='agent_{viewer}'>{task.agent_goals[viewer]}</root>"

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .datasets import Condition, direction_speakers, split_sizes
+from .conditions import Condition, direction_speakers, split_sizes
 
 
 class ConfigError(ValueError):

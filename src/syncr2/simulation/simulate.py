@@ -24,10 +24,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path
+from ..core.atomic import atomic_path
+from ..core.shards import ShardMeta, write_shard
 from .lm import ChatLM, LMConfig
-from .prompts import PromptTemplates, clean_utterance, is_leave, speaker_prompt, template_hash
-from .shards import ShardMeta, write_shard
+from .prompts import (
+    PromptTemplates,
+    clean_utterance,
+    is_leave,
+    speaker_prompt,
+    template_hash,
+)
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The default config runs the whole pipeline on CPU with two small models of the
 Llama and Mistral architectures. They are written as ordinary Hugging Face
 checkpoint directories (``save_pretrained``, safetensors, a fast tokenizer
 trained here with the ``tokenizers`` library, a Jinja chat template) so that
-:mod:`syncr2.lm` loads them through exactly the ``AutoTokenizer`` /
+:mod:`syncr2.simulation.lm` loads them through exactly the ``AutoTokenizer`` /
 ``AutoModelForCausalLM`` path it uses for real 7B models. Their weights are
 random: what they say is noise, but their shapes, templates, padding and
 special tokens behave like the real thing.
@@ -14,7 +14,7 @@ tokenizer files (weights from a seeded RNG, the BPE trainer is deterministic
 for a fixed corpus), and ``syncr2_build.json`` records the arguments and the
 sha256 of every written weight file for provenance.
 
-    python -m syncr2.tiny_models OUT_DIR '{"arch": "llama", "n_layers": 4, ...}'
+    python -m syncr2.simulation.tiny_models OUT_DIR '{"arch": "llama", "n_layers": 4, ...}'
 """
 
 from __future__ import annotations
@@ -194,7 +194,14 @@ def train_tokenizer(corpus: list[str] | None = None, vocab_size: int = 2048, mod
     ``add_special_tokens=True`` (a template post-processor) and its chat
     template also writes BOS, so callers must not add a second one.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -259,7 +266,13 @@ def build_tiny_model(
     ``sliding_window`` is Mistral's attention window (None: full attention, as
     in Mistral-7B v0.2/v0.3). Returns ``out_dir``.
     """
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+    )
 
     if arch not in ("llama", "mistral"):
         raise ValueError(f"arch must be 'llama' or 'mistral', got {arch!r}")
@@ -305,7 +318,7 @@ def build_tiny_model(
     for name in weights:  # save_pretrained may leave a temp file's 0600 mode; use the usual umask
         os.chmod(out / name, 0o666 & ~umask)
     record = {
-        "builder": "syncr2.tiny_models.build_tiny_model",
+        "builder": "syncr2.simulation.tiny_models.build_tiny_model",
         "arch": arch,
         "n_layers": n_layers,
         "hidden_size": hidden_size,
@@ -343,10 +356,10 @@ def build_from_spec(spec: dict[str, Any], out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m syncr2.tiny_models OUT_DIR SPEC_JSON``."""
+    """``python -m syncr2.simulation.tiny_models OUT_DIR SPEC_JSON``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        raise SystemExit("usage: python -m syncr2.tiny_models OUT_DIR SPEC_JSON")
+        raise SystemExit("usage: python -m syncr2.simulation.tiny_models OUT_DIR SPEC_JSON")
     print(build_from_spec(json.loads(args[1]), args[0]))
 
 

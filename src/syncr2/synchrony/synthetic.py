@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .shards import ShardMeta, write_shard
+from ..core.shards import ShardMeta, write_shard
 
 
 @dataclass

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import PROTOCOL_VERSION
+from .. import PROTOCOL_VERSION
 from .atomic import atomic_path
 
 INDEX_COLUMNS = ("task_id", "seed", "turn", "speaker")

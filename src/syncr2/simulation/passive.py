@@ -15,9 +15,9 @@ import os
 
 import pandas as pd
 
+from ..core.shards import write_shard
 from .lm import ChatLM
 from .prompts import PromptTemplates, passive_prompt
-from .shards import write_shard
 from .simulate import read_episodes, shard_meta
 
 log = logging.getLogger(__name__)

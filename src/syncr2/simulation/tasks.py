@@ -22,32 +22,28 @@ normalized to the task table ``results/tasks.parquet`` (:func:`tasks_frame`).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import os
-import sys
-import types
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .atomic import atomic_path
-
-# Before anything imports sotopia.database: its import pings Redis under the
-# default backend, and its Redis models cannot even be constructed offline.
-os.environ.setdefault("SOTOPIA_STORAGE_BACKEND", "local")
+from ..core.atomic import atomic_path
+from .prompts import (
+    PromptTemplates,
+    draw_reader_names,
+    render_goal,
+    render_intro,
+    render_judge_intro,
+)
+from .sotopia_api import Task, TaskDataError, full_name, sotopia_modules
 
 if TYPE_CHECKING:
     from sotopia.database import AgentProfile, EnvironmentProfile
-
-    from .prompts import PromptTemplates
 
 log = logging.getLogger(__name__)
 
@@ -67,73 +63,6 @@ REQUIRED_FIELDS = {
     ),
     "EnvAgentComboStorage": ("env_id", "agent_ids"),
 }
-
-
-class TaskDataError(ValueError):
-    """Sotopia task data is malformed; the message names the file, the record id and the field."""
-
-
-@cache
-def sotopia_modules() -> types.SimpleNamespace:
-    """Import the sotopia pieces we use, offline (local JSON backend, nothing talks to Redis).
-
-    Imported on first use: importing sotopia takes seconds. sotopia prints a
-    banner to stdout on import; it is sent to the debug log instead.
-    """
-    if "sotopia.database" not in sys.modules and os.environ["SOTOPIA_STORAGE_BACKEND"].lower() != "local":
-        raise RuntimeError(
-            f"SOTOPIA_STORAGE_BACKEND={os.environ['SOTOPIA_STORAGE_BACKEND']!r}: syncr2 reads Sotopia "
-            "profiles offline and needs the local backend; unset it or set it to 'local'"
-        )
-    banner = io.StringIO()
-    with contextlib.redirect_stdout(banner):
-        from sotopia.database import AgentProfile, EnvAgentComboStorage, EnvironmentProfile, RelationshipType
-        from sotopia.database.storage_backend import is_local_backend
-        from sotopia.envs.parallel import get_bio, render_text_for_agent, render_text_for_environment
-        from sotopia.messages import ScriptBackground
-    if banner.getvalue().strip():
-        log.debug("sotopia: %s", banner.getvalue().strip())
-    if not is_local_backend():
-        raise RuntimeError(
-            "sotopia.database was imported with the Redis backend before syncr2.tasks; its profiles cannot be "
-            "built without a Redis server. Import syncr2.tasks first or set SOTOPIA_STORAGE_BACKEND=local"
-        )
-    return types.SimpleNamespace(
-        AgentProfile=AgentProfile, EnvironmentProfile=EnvironmentProfile,
-        EnvAgentComboStorage=EnvAgentComboStorage, RelationshipType=RelationshipType,
-        get_bio=get_bio, render_text_for_agent=render_text_for_agent,
-        render_text_for_environment=render_text_for_environment, ScriptBackground=ScriptBackground,
-    )
-
-
-@dataclass(frozen=True, eq=False)
-class Task:
-    """One Sotopia task: the plain facts the workflow needs plus the sotopia objects for rendering.
-
-    ``agent_goals`` are raw (with Sotopia's ``<extra_info>``-style tags);
-    ``personas`` are the full names of every persona of the task source (the
-    passive reader is drawn from them).
-    """
-
-    task_id: int
-    combo_pk: str
-    env_pk: str
-    codename: str
-    source: str
-    scenario: str
-    relationship: int
-    relationship_name: str
-    agent_pks: tuple[str, str]
-    agent_names: tuple[str, str]
-    agent_goals: tuple[str, str]
-    env: EnvironmentProfile
-    agents: tuple[AgentProfile, AgentProfile]
-    personas: tuple[str, ...] = ()
-
-
-def full_name(profile: AgentProfile) -> str:
-    """A persona's name as the prompts use it: "First Last"."""
-    return f"{profile.first_name} {profile.last_name}"
 
 
 def _read_json(path: Path) -> Any:
@@ -322,13 +251,12 @@ def tasks_frame(
     """The normalized task table (``results/tasks.parquet``), with rendered intros and the passive reader.
 
     ``agent{1,2}_goal`` are each agent's own goal as it sees it, ``intro{1,2}``
-    the full agent-facing intros (see :mod:`syncr2.prompts`), ``judge_intro``
+    the full agent-facing intros (see :mod:`syncr2.simulation.prompts`), ``judge_intro``
     the unmasked context with both goals. The reader of each task is drawn
     with ``reader_seed`` from ``personas`` (default: every persona of the
     tasks' source, 40 for Sotopia), optionally never one of the task's own
     agents (the authors did not exclude them).
     """
-    from .prompts import PromptTemplates, draw_reader_names, render_goal, render_intro, render_judge_intro
 
     sot = sotopia_modules()
     templates = templates or PromptTemplates()

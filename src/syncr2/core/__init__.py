@@ -1,0 +1,1 @@
+"""Core: what every stage shares (atomic writes, config checks, conditions, representation shards)."""

@@ -1,0 +1,1 @@
+"""Report stage: the paper's figures and tables."""

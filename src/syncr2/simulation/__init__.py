@@ -1,0 +1,1 @@
+"""Simulation stage: Sotopia tasks, prompts, chat models, episodes and the passive reader."""

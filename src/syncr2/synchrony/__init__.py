@@ -1,0 +1,1 @@
+"""Synchrony stage: condition datasets, the all-layer-pairs ridge engine, R2 tables and SyncR2."""
