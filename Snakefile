@@ -1,20 +1,30 @@
 # syncr2: neural synchrony between socially interacting language models.
 #
-#   snakemake -c 2                      # the default demo (config/config.yaml)
-#   snakemake --profile slurm           # the same DAG on a Slurm cluster
-#   snakemake -c 2 --configfile config/paper.yaml   # the paper's study
+#   snakemake -c 2                                    # the default demo (config/config.yaml)
+#   snakemake --profile slurm                         # the same DAG on a Slurm cluster
+#   snakemake --profile slurm --configfile config/paper.yaml \
+#       --workflow-profile workflow/profiles/paper \
+#       --config 'tasks={"source": "sotopia_exports", "path": "sotopia_data"}'
+#   (the paper; sotopia_data: your directory of Sotopia's JSON exports)
 #
 # Every rule calls one `python -m syncr2 ...` entry point; no science lives here.
 # GPU rules: simulate, read_passive. CPU rules: everything else.
 
+
 from snakemake.utils import min_version, validate
+from syncr2.core.config import normalize_cli_config
 
 min_version("9.0")
+
 
 # `--configfile other.yaml` replaces the demo config instead of being merged into it.
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
+
+
+# Nested `--config` values arrive as strings (seeds=[0] gives ["0"]): type them by the schema.
+normalize_cli_config(config, "workflow/schemas/config.schema.yaml")
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
@@ -29,7 +39,7 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.figures.output,
         "results/summary/synchrony.parquet",
-    default_target: True

@@ -80,3 +80,48 @@ def test_samples_per_episode_counts_the_real_pairs(max_turns, lag, direction):
     turns = pd.DataFrame({"task_id": 0, "seed": 0, "turn": range(max_turns)})
     turns["speaker"] = turns.turn % 2 + 1
     assert samples_per_episode(max_turns, direction, lag) == len(pair_turns(turns, turns, direction, lag))
+
+
+def test_cli_help_text_and_defaults_for_every_option():
+    import argparse
+
+    from syncr2.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert subs.choices
+    for name, sub in subs.choices.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"syncr2 {name} {action.option_strings}: no help text"
+            assert ("(default:" in sub.formatter_class(name)._get_help_string(action)
+                    or action.required), (name, action.option_strings)
+        assert "(default: 0.2)" in text or name not in ("r2", "check-sizes")
+
+
+def test_canonical_json_is_one_text_per_meaning():
+    from syncr2.core.config import canonical_json
+
+    assert canonical_json({"b": 1.0, "a": [0.70, {"z": 1, "y": 2}]}) == '{"a":[0.7,{"y":2,"z":1}],"b":1}'
+    assert canonical_json({"x": 1}) == canonical_json({"x": 1.0})
+    assert canonical_json({"x": 0.1}) != canonical_json({"x": 0.2})
+    assert canonical_json({"t": True}) == '{"t":true}'
+
+
+def test_cli_strings_are_typed_by_the_schema():
+    from syncr2.core.config import coerce_cli_strings
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    cfg = {"seeds": ["0", "2"], "r2": {"size": "30", "alpha": "0.5", "device": "cpu"},
+           "tasks": {"source": "demo", "ids": ["1"], "limit": "null", "path": "123"},
+           "generation": {"stop_at_newline": "true"}, "pairs": [["1", "2"]],
+           "models": {"m": {"build": {"n_layers": "4"}, "batch_size": "3", "device": "0"}}}
+    out = coerce_cli_strings(cfg, schema)
+    assert out["seeds"] == [0, 2] and out["r2"] == {"size": 30, "alpha": 0.5, "device": "cpu"}
+    assert out["tasks"] == {"source": "demo", "ids": [1], "limit": None, "path": "123"}
+    assert out["generation"]["stop_at_newline"] is True
+    assert out["pairs"] == [["1", "2"]]  # model keys stay strings
+    assert out["models"]["m"] == {"build": {"n_layers": 4}, "batch_size": 3, "device": "0"}
+    assert coerce_cli_strings({"seeds": ["zero"]}, schema) == {"seeds": ["zero"]}  # left for the validator

@@ -68,6 +68,14 @@ def dry_run_fails(workdir: Path, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def figure_outputs(conditions=CONDITIONS) -> list[str]:
+    from syncr2.report.figure_plan import planned_figures
+
+    stems = planned_figures(PAIRS, conditions, DIRECTIONS)
+    return [f"reports/figures/{s}.{ext}" for s in stems for ext in ("png", "pdf")] + [
+        f"reports/tables/synchrony.{ext}" for ext in ("html", "csv", "md")]
+
+
 def genuine_outputs() -> list[str]:
     files = ["results/tasks.parquet", "results/models/tiny-llama/config.json", "results/models/tiny-mistral/config.json"]
     for pair in PAIRS:
@@ -84,8 +92,8 @@ def downstream_outputs() -> list[list[str]]:
                for p in PAIRS for s in SEEDS for b in BLOCKS for a in (1, 2)]
     r2 = [f"results/r2/{p}/{c}/{d}.parquet" for p in PAIRS for c in CONDITIONS for d in DIRECTIONS]
     per_condition = [f"results/summary/synchrony_{c}.parquet" for c in CONDITIONS]
-    return [passive, r2, per_condition, ["results/summary/synchrony.parquet"],
-            ["reports/figures/fig4b_lag.png", "reports/tables/synchrony.csv"]]
+    return [passive + ["results/checks/sample_sizes.parquet"], r2, per_condition,
+            ["results/summary/synchrony.parquet"], figure_outputs()]
 
 
 def fake(workdir: Path, ranks: list[list[str]]) -> None:
@@ -112,8 +120,8 @@ def test_default_dag_from_scratch(workdir):
     n_runs = len(PAIRS) * len(SEEDS) * len(BLOCKS)
     assert rule_counts(jobs) == Counter({
         "tasks": 1, "build_tiny_model": 2, "simulate": n_runs, "read_passive": n_runs,
-        "r2_table": len(PAIRS) * len(CONDITIONS) * len(DIRECTIONS), "synchrony_condition": len(CONDITIONS),
-        "synchrony": 1, "figures": 1, "all": 1,
+        "check_sizes": 1, "r2_table": len(PAIRS) * len(CONDITIONS) * len(DIRECTIONS),
+        "synchrony_condition": len(CONDITIONS), "synchrony": 1, "figures": 1, "all": 1,
     })
     r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
     assert r2_outputs == sorted(downstream_outputs()[1])
@@ -197,6 +205,102 @@ def test_paper_config_lists_the_full_job_set(workdir):
                    str(REPO / "workflow" / "profiles" / "paper"))
     n_runs = 36 * 5 * 9  # ordered pairs x seeds x blocks of 50 of the 450 tasks
     assert rule_counts(jobs) == Counter({
-        "tasks": 1, "simulate": n_runs, "read_passive": n_runs, "r2_table": 36 * 4 * 2,
+        "tasks": 1, "simulate": n_runs, "read_passive": n_runs, "check_sizes": 1, "r2_table": 36 * 4 * 2,
         "synchrony_condition": 4, "synchrony": 1, "figures": 1, "all": 1,
     })
+
+
+# --- The README's commands, run exactly as written (with -n added) ----------------------------
+
+README = (REPO / "README.md").read_text()
+README_LAG2 = "snakemake -c 2 results/summary/synchrony_lag2.parquet --forcerun r2_table"
+README_PASSIVE_ONLY = "snakemake -c 2 --config conditions='[\"passive\"]'"
+README_LAG3 = ("snakemake -c 2 results/summary/synchrony_lag3.parquet "
+               "--config conditions='[\"experimental\",\"passive\",\"lag1\",\"lag2\",\"lag3\"]'")
+
+
+def readme_args(command: str) -> list[str]:
+    """The arguments of a README command line after `snakemake -c 2`; the line must be in the README."""
+    import shlex
+
+    assert command in README, f"the README no longer shows: {command}"
+    words = shlex.split(command)
+    assert words[:3] == ["snakemake", "-c", "2"]
+    return words[3:]
+
+
+def test_readme_lag2_command_reruns_only_lag2_tables(workdir):
+    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    jobs = dry_run(workdir, *readme_args(README_LAG2))
+    assert rule_counts(jobs) == Counter({"r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
+    r2 = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
+    assert r2 == sorted(f"results/r2/{p}/lag2/{d}.parquet" for p in PAIRS for d in DIRECTIONS)
+
+
+def test_readme_new_lag_command(workdir):
+    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    jobs = dry_run(workdir, *readme_args(README_LAG3))
+    assert rule_counts(jobs) == Counter({"r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
+
+
+def test_readme_single_condition_command_declares_no_figure_of_other_conditions(workdir):
+    """The figures job of a passive-only study may only remove files it declares: none of the others'."""
+    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    jobs = dry_run(workdir, *readme_args(README_PASSIVE_ONLY))
+    figure_jobs = [outs for rule, outs in jobs if rule == "figures"]
+    assert len(figure_jobs) == 1
+    assert sorted(figure_jobs[0]) == sorted(f"reports/tables/synchrony.{e}" for e in ("html", "csv", "md"))
+    assert "simulate" not in rule_counts(jobs)
+
+
+def test_nested_config_numbers_are_accepted(workdir):
+    jobs = dry_run(workdir, "--config", "seeds=[0]", 'r2={"size": 30}')
+    counts = rule_counts(jobs)
+    assert counts["simulate"] == len(PAIRS) * 1 * len(BLOCKS)
+    proc = snakemake_n(workdir, "--config", "seeds=[0]", 'r2={"size": 30}', "--printshellcmds")
+    assert "--size 30 " in proc.stdout and "--test-fraction 0.2 " in proc.stdout
+    out = dry_run_fails(workdir, "--config", "seeds=[zero]")
+    assert "seeds" in out and "'zero' is not of type 'integer'" in out
+
+
+@pytest.mark.skipif(not (SHARED_SOTOPIA / "envs.json").exists(), reason="needs ../shared/sotopia")
+def test_paper_config_requires_the_users_sotopia_directory(workdir):
+    assert "shared" not in (REPO / "config" / "paper.yaml").read_text()
+    out = dry_run_fails(workdir, "--configfile", str(REPO / "config" / "paper.yaml"))
+    assert "tasks.path is not set" in out and "/data/sotopia" in out
+    out = dry_run_fails(workdir, "--configfile", str(REPO / "config" / "paper.yaml"),
+                        "--config", 'tasks={"source": "sotopia_exports", "path": "no/such/dir"}')
+    assert "no/such/dir" in out and "env_agent_combos.json" in out
+    jobs = dry_run(workdir, "--configfile", str(REPO / "config" / "paper.yaml"),
+                   "--config", f'tasks={{"source": "sotopia_exports", "path": "{SHARED_SOTOPIA}"}}')
+    assert rule_counts(jobs)["simulate"] == 36 * 5 * 9
+
+
+def test_snakemake_ends_without_the_litellm_warning(workdir):
+    proc = snakemake_n(workdir)
+    assert proc.returncode == 0
+    assert "never awaited" not in proc.stderr + proc.stdout
+
+
+def test_profiles_show_failed_logs():
+    for path in (REPO / "workflow/profiles/default/config.yaml", REPO / "workflow/profiles/paper/config.yaml",
+                 REPO / "slurm/config.yaml"):
+        assert yaml.safe_load(path.read_text()).get("show-failed-logs") is True, path
+
+
+def test_lint_and_snakefmt_are_clean():
+    lint = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True)
+    assert lint.returncode == 0 and "Lints for" not in lint.stdout + lint.stderr, lint.stdout[-3000:]
+    fmt = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "."], cwd=REPO, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stderr[-3000:]
+
+
+def test_comments_cite_only_files_in_the_repository():
+    texts = [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.smk")), *sorted((REPO / "config").glob("*.yaml")),
+             *sorted((REPO / "workflow" / "profiles").rglob("*.yaml")), *sorted((REPO / "workflow" / "report").glob("*"))]
+    for path in texts:
+        for name in re.findall(r"\b([\w./-]+\.(?:md|txt|yaml|smk|rst|py))\b", path.read_text()):
+            if name.startswith(("syncr2.", "http")) or "/" not in name and not name.isupper():
+                continue
+            assert (REPO / name).exists() or (path.parent / name).exists(), f"{path} cites {name}"
+        assert "PROTOCOL" not in path.read_text() and "ANALYSES" not in path.read_text(), path

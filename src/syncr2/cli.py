@@ -41,6 +41,22 @@ def cmd_r2(args: argparse.Namespace) -> None:
     log.info("wrote %s (%d rows)", args.out, len(table))
 
 
+def cmd_check_sizes(args: argparse.Namespace) -> None:
+    from collections import defaultdict
+
+    from .synchrony.size_check import check_sample_sizes, pair_of_episode_file, require_fillable, write_size_table
+
+    episodes: dict[str, list[str]] = defaultdict(list)
+    for path in args.episodes:
+        episodes[pair_of_episode_file(path)].append(path)
+    table = check_sample_sizes(episodes, args.conditions, args.directions, args.size, args.test_fraction,
+                               args.split_seeds)
+    require_fillable(table, episodes, args.test_fraction, args.split_seeds)
+    write_size_table(table, args.out)
+    log.info("r2.size %d fits all %d datasets (fewest samples: %d); wrote %s", args.size, len(table),
+             int(table["n_samples"].min()), args.out)
+
+
 def cmd_synthetic(args: argparse.Namespace) -> None:
     from .synchrony.synthetic import SyntheticSpec, write_synthetic_shards
 
@@ -72,7 +88,14 @@ def cmd_figures(args: argparse.Namespace) -> None:
 
     from .report.figures import make_all
 
+    import pandas as pd
+
+    from .report.html_tables import synchrony_sections, write_html_table
+
     make_all(args.summary, args.tables, json.loads(args.families), args.figures_dir, args.tables_dir)
+    out = write_html_table(synchrony_sections(pd.read_parquet(args.summary)), f"{args.tables_dir}/synchrony.html",
+                           "SyncR2 per pair and condition")
+    log.info("wrote %s", out)
 
 
 def _model_arg(text: str) -> tuple[str, str]:
@@ -115,7 +138,12 @@ def _pair_models(args: argparse.Namespace):
     from .simulation.simulate import GenerationSettings, load_pair
 
     settings = GenerationSettings.from_dict(getattr(args, "generation", None))
-    specs = [(*args.model1, args.lm1), (*args.model2, args.lm2)]
+    lm1, lm2 = dict(args.lm1), dict(args.lm2)
+    if args.device1:
+        lm1["device"] = args.device1
+    if args.device2:
+        lm2["device"] = args.device2
+    specs = [(*args.model1, lm1), (*args.model2, lm2)]
     return load_pair(specs, settings), settings
 
 
@@ -143,93 +171,133 @@ def cmd_read_passive(args: argparse.Namespace) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="syncr2", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, or says it is required."""
 
-    p = sub.add_parser("tasks", help="load Sotopia (or demo) tasks into the task table")
-    p.add_argument("--source", required=True, choices=["demo", "sotopia_exports", "sotopia_local"])
-    p.add_argument("--path", default=None, help="Sotopia data directory")
-    p.add_argument("--ids", type=int, nargs="*", default=None)
-    p.add_argument("--limit", type=int, default=None)
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required:
+            return text + " (required)"
+        if action.default is None:
+            return text + " (default: none)"
+        if isinstance(action, argparse._StoreTrueAction):
+            return text + " (default: off)"
+        return super()._get_help_string(action)
+
+
+def _sub(sub: argparse._SubParsersAction, name: str, helptext: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=helptext, description=helptext, formatter_class=_HelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="syncr2", description=__doc__, formatter_class=_HelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _sub(sub, "tasks", "load Sotopia (or demo) tasks into the task table")
+    p.add_argument("--source", required=True, choices=["demo", "sotopia_exports", "sotopia_local"],
+                   help="demo tasks, a directory of Sotopia JSON exports, or a Sotopia local-storage directory")
+    p.add_argument("--path", default=None, help="Sotopia data directory (required unless --source demo)")
+    p.add_argument("--ids", type=int, nargs="*", default=None, help="task ids to keep (default: all)")
+    p.add_argument("--limit", type=int, default=None, help="keep the first N tasks after --ids (default: all)")
     p.add_argument("--templates", type=_json_arg, default={}, help="JSON prompt template overrides")
-    p.add_argument("--reader-seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    p.add_argument("--reader-seed", type=int, default=0, help="seed of the passive reader's persona draw")
+    p.add_argument("--out", required=True, help="task table to write (Parquet)")
     p.set_defaults(func=cmd_tasks)
 
-    p = sub.add_parser("build-model", help="build a tiny seeded random-weight checkpoint offline")
+    p = _sub(sub, "build-model", "build a tiny seeded random-weight checkpoint offline")
     p.add_argument("--spec", type=_json_arg, required=True, help='JSON, e.g. {"arch": "llama", "n_layers": 4, ...}')
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.set_defaults(func=cmd_build_model)
 
     for name, func, helptext in (
         ("simulate", cmd_simulate, "simulate one block of episodes of an ordered pair and seed"),
         ("read-passive", cmd_read_passive, "passive re-reading of one block's recorded prompts"),
     ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--tasks", required=True, help="results/tasks.parquet")
+        p = _sub(sub, name, helptext)
+        p.add_argument("--tasks", required=True, help="the task table (results/tasks.parquet)")
         p.add_argument("--model1", type=_model_arg, required=True, help="KEY=PATH of agent 1's model")
         p.add_argument("--model2", type=_model_arg, required=True, help="KEY=PATH of agent 2's model")
-        p.add_argument("--lm1", type=_json_arg, default={}, help="JSON loading options of model 1")
+        p.add_argument("--lm1", type=_json_arg, default={},
+                       help="JSON loading options of model 1 (revision, dtype, batch_size, chat_template, device)")
         p.add_argument("--lm2", type=_json_arg, default={}, help="JSON loading options of model 2")
-        p.add_argument("--templates", type=_json_arg, default={})
-        p.add_argument("--reps-out1", required=True)
-        p.add_argument("--reps-out2", required=True)
+        p.add_argument("--device1", default=None, help="where model 1 runs: auto | cpu | cuda[:N] (overrides --lm1)")
+        p.add_argument("--device2", default=None, help="where model 2 runs (overrides --lm2)")
+        p.add_argument("--templates", type=_json_arg, default={}, help="JSON prompt template overrides")
+        p.add_argument("--reps-out1", required=True, help="agent 1's representation shard to write")
+        p.add_argument("--reps-out2", required=True, help="agent 2's representation shard to write")
         if name == "simulate":
-            p.add_argument("--block", type=int, required=True)
-            p.add_argument("--block-size", type=int, required=True)
-            p.add_argument("--seed", type=int, required=True)
-            p.add_argument("--generation", type=_json_arg, default={})
-            p.add_argument("--episodes-out", required=True)
+            p.add_argument("--block", type=int, required=True, help="block number (tasks block*size .. +size-1)")
+            p.add_argument("--block-size", type=int, required=True, help="tasks per block")
+            p.add_argument("--seed", type=int, required=True, help="simulation seed")
+            p.add_argument("--generation", type=_json_arg, default={},
+                           help="JSON generation settings (max_turns, temperature, max_new_tokens, stop_at_newline)")
+            p.add_argument("--episodes-out", required=True, help="episode table to write")
         else:
-            p.add_argument("--episodes", required=True)
+            p.add_argument("--episodes", required=True, help="the block's episode table")
         p.set_defaults(func=func)
 
-    p = sub.add_parser("r2", help="R2 table of one (pair, condition, direction)")
+    p = _sub(sub, "check-sizes", "check that the simulated episodes fill r2.size, before any R2 job")
+    p.add_argument("--episodes", nargs="+", required=True,
+                   help="episode tables laid out as .../{pair}/seed{seed}/block{b}.parquet")
+    p.add_argument("--conditions", nargs="+", required=True, help="experimental | passive | lagK")
+    p.add_argument("--directions", nargs="+", required=True, choices=["AtoB", "BtoA"], help="directions")
+    p.add_argument("--size", type=int, required=True, help=_SIZE_HELP)
+    p.add_argument("--test-fraction", type=float, default=0.2, help="test part of the size")
+    p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds")
+    p.add_argument("--out", required=True, help="size table to write (Parquet)")
+    p.set_defaults(func=cmd_check_sizes)
+
+    p = _sub(sub, "r2", "R2 table of one (pair, condition, direction)")
     p.add_argument("--genuine", nargs="+", required=True, help="genuine shards of both agents (all seeds, blocks)")
     p.add_argument("--passive", nargs="*", default=[], help="passive shards (condition 'passive' only)")
     p.add_argument("--condition", required=True, help="experimental | passive | lagK")
-    p.add_argument("--direction", required=True, choices=["AtoB", "BtoA"])
-    p.add_argument("--size", type=int, required=True, help="fixed sample size (train + test)")
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--alpha", type=float, default=0.1)
+    p.add_argument("--direction", required=True, choices=["AtoB", "BtoA"], help="AtoB: agent 1 -> agent 2")
+    p.add_argument("--size", type=int, required=True, help=_SIZE_HELP)
+    p.add_argument("--test-fraction", type=float, default=0.2, help="test part of the size")
+    p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds")
+    p.add_argument("--alpha", type=float, default=0.1, help="ridge penalty on the weights (not the intercept)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--pair", default="", help="pair key recorded in the table's metadata")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--out", required=True)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--out", required=True, help="R2 table to write (Parquet)")
     p.set_defaults(func=cmd_r2)
 
-    p = sub.add_parser("synthetic", help="write shards of a synthetic pair with planted synchrony")
-    p.add_argument("--tasks", type=int, default=40)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--turns", type=int, default=8)
-    p.add_argument("--rho", type=float, default=0.6)
-    p.add_argument("--out", required=True)
+    p = _sub(sub, "synthetic", "write shards of a synthetic pair with planted synchrony")
+    p.add_argument("--tasks", type=int, default=40, help="number of tasks")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="episode seeds")
+    p.add_argument("--turns", type=int, default=8, help="turns per episode")
+    p.add_argument("--rho", type=float, default=0.6, help="planted coupling strength")
+    p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=cmd_synthetic)
 
-    p = sub.add_parser("sync", help="SyncR2 summary of R2 tables")
-    p.add_argument("--tables", nargs="+", required=True)
-    p.add_argument("--top-k", type=int, default=1)
-    p.add_argument("--no-clip", action="store_true")
-    p.add_argument("--out", required=True)
+    p = _sub(sub, "sync", "SyncR2 summary of R2 tables")
+    p.add_argument("--tables", nargs="+", required=True, help="R2 tables")
+    p.add_argument("--top-k", type=int, default=1, help="mean of the k best target layers (1 = the paper's max)")
+    p.add_argument("--no-clip", action="store_true", help="no max(0, .) floor per source layer")
+    p.add_argument("--out", required=True, help="summary to write (Parquet)")
     p.set_defaults(func=cmd_sync)
 
-    p = sub.add_parser("concat", help="concatenate per-condition summaries")
-    p.add_argument("--inputs", nargs="+", required=True)
-    p.add_argument("--out", required=True)
+    p = _sub(sub, "concat", "concatenate per-condition summaries")
+    p.add_argument("--inputs", nargs="+", required=True, help="summaries")
+    p.add_argument("--out", required=True, help="combined summary to write (Parquet)")
     p.set_defaults(func=cmd_concat)
 
-    p = sub.add_parser("figures", help="the paper's figures and tables")
+    p = _sub(sub, "figures", "the paper's figures and tables")
     p.add_argument("--summary", required=True, help="SyncR2 summary Parquet")
     p.add_argument("--tables", nargs="+", required=True, help="R2 tables")
     p.add_argument("--families", default="{}", help='JSON {"model key": "family"}')
-    p.add_argument("--figures-dir", required=True)
-    p.add_argument("--tables-dir", required=True)
+    p.add_argument("--figures-dir", required=True, help="directory for PNG and PDF figures")
+    p.add_argument("--tables-dir", required=True, help="directory for CSV and Markdown tables")
     p.set_defaults(func=cmd_figures)
 
     return parser
+
+
+_SIZE_HELP = (
+    "minimum samples (train + test), filled with whole task groups: test until >= test-fraction * size, "
+    "then train until it holds the rest; the table records the true counts"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

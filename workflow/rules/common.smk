@@ -1,12 +1,20 @@
 # Parse-time helpers: the model pairs, the task blocks, the config checks, resources.
-import json
-import sys
-
-from syncr2.core.config import check_config, n_blocks, ordered_pairs, pair_key
+from syncr2.core.config import (
+    canonical_json,
+    check_config,
+    lm_result_options,
+    lm_runtime_options,
+    n_blocks,
+    ordered_pairs,
+    pair_key,
+)
+from syncr2.report.figure_plan import planned_figures
 from syncr2.simulation.tasks import count_selected_tasks
 
 TASKS = config["tasks"]
-N_TASKS = count_selected_tasks(TASKS["source"], TASKS.get("path"), TASKS.get("ids"), TASKS.get("limit"))
+N_TASKS = count_selected_tasks(
+    TASKS["source"], TASKS.get("path"), TASKS.get("ids"), TASKS.get("limit")
+)
 check_config(config, N_TASKS)
 
 PAIRS = {pair_key(m1, m2): (m1, m2) for m1, m2 in ordered_pairs(config)}
@@ -14,7 +22,8 @@ SEEDS = [int(s) for s in config["seeds"]]
 BLOCKS = list(range(n_blocks(N_TASKS, int(TASKS.get("block_size", 16)))))
 CONDITIONS = list(config["conditions"])
 DIRECTIONS = list(config["directions"])
-PY = f"{sys.executable} -m syncr2"  # the interpreter running Snakemake, in every job too
+FIGURES = planned_figures(list(PAIRS), CONDITIONS, DIRECTIONS)
+
 
 wildcard_constraints:
     pair="[^/]+__[^/]+",
@@ -25,21 +34,25 @@ wildcard_constraints:
     condition="experimental|passive|lag[1-9][0-9]*",
     direction="AtoB|BtoA",
 
+
 RES = config.get("resources", {})
-GPU_PARTITION = RES.get("gpu_partition", "gpu")
-CPU_PARTITION = RES.get("cpu_partition", "cpu")
 # Sizes (mem_mb, runtime, cpus_per_task) are per rule in workflow/profiles/default
 # (or workflow/profiles/paper); the rules declare only the kind of job.
 
 
 def gpu_resources():
     """A GPU job: one GPU (Slurm: --gpus=1) on the GPU partition."""
-    return dict(gpu=1, slurm_partition=GPU_PARTITION)
+    return dict(gpu=1, slurm_partition=RES["gpu_partition"])
 
 
 def cpu_resources():
     """A CPU job on the CPU partition."""
-    return dict(slurm_partition=CPU_PARTITION)
+    return dict(slurm_partition=RES["cpu_partition"])
+
+
+def canon(value):
+    """Rule params are rerun triggers: one canonical text per meaning."""
+    return canonical_json(value)
 
 
 def model_dir(model):
@@ -50,19 +63,38 @@ def model_dir(model):
 
 def model_inputs(wildcards):
     """The built model directories a pair needs as inputs (hub models are not files)."""
-    return [f"results/models/{m}" for m in PAIRS[wildcards.pair] if "build" in config["models"][m]]
+    return [
+        f"results/models/{m}"
+        for m in PAIRS[wildcards.pair]
+        if "build" in config["models"][m]
+    ]
 
 
-def lm_options(model):
-    """JSON of the model's loading options for the package's LMConfig."""
-    spec = config["models"][model]
-    opts = {k: spec[k] for k in ("revision", "dtype", "device", "batch_size", "chat_template") if k in spec}
-    return json.dumps(opts)
+def model_arg(wildcards, agent):
+    """KEY=PATH of agent 1's or 2's model (PATH: built directory or hub id)."""
+    model = PAIRS[wildcards.pair][agent - 1]
+    return f"{model}={model_dir(model)}"
+
+
+def lm_params(wildcards, agent):
+    """The loading options of agent 1's or 2's model that change its outputs."""
+    model = PAIRS[wildcards.pair][agent - 1]
+    return canon(lm_result_options(config["models"][model]))
+
+
+def lm_device(wildcards, agent):
+    """Where agent 1's or 2's model runs: a resource, so moving to another GPU reruns nothing."""
+    model = PAIRS[wildcards.pair][agent - 1]
+    return lm_runtime_options(config["models"][model]).get("device", "auto")
 
 
 def rep_shards(pair, kind):
     """All representation shards of a pair's genuine or passive runs, both agents."""
     return expand(
         "results/reps/{pair}/seed{seed}/{kind}/block{block}_agent{agent}.parquet",
-        pair=pair, seed=SEEDS, kind=kind, block=BLOCKS, agent=[1, 2],
+        pair=pair,
+        seed=SEEDS,
+        kind=kind,
+        block=BLOCKS,
+        agent=[1, 2],
     )

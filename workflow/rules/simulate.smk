@@ -1,6 +1,3 @@
-GEN = config["generation"]
-
-
 rule simulate:
     """GPU job: one block of episodes of an ordered pair and seed, with genuine representations."""
     input:
@@ -10,26 +7,29 @@ rule simulate:
         episodes="results/episodes/{pair}/seed{seed}/block{block}.parquet",
         reps1="results/reps/{pair}/seed{seed}/genuine/block{block}_agent1.parquet",
         reps2="results/reps/{pair}/seed{seed}/genuine/block{block}_agent2.parquet",
-    params:
-        m1=lambda wc: PAIRS[wc.pair][0],
-        m2=lambda wc: PAIRS[wc.pair][1],
-        path1=lambda wc: model_dir(PAIRS[wc.pair][0]),
-        path2=lambda wc: model_dir(PAIRS[wc.pair][1]),
-        lm1=lambda wc: lm_options(PAIRS[wc.pair][0]),
-        lm2=lambda wc: lm_options(PAIRS[wc.pair][1]),
-        generation=json.dumps(GEN),
-        templates=json.dumps(config.get("prompts", {})),
-        block_size=TASKS.get("block_size", 16),
-    resources:
-        **gpu_resources(),
     log:
         "logs/simulate/{pair}/seed{seed}/block{block}.log",
+    conda:
+        "../../envs/gpu.yaml"
+    resources:
+        **gpu_resources(),
+        device1=lambda wc: lm_device(wc, 1),
+        device2=lambda wc: lm_device(wc, 2),
+    params:
+        model1=lambda wc: model_arg(wc, 1),
+        model2=lambda wc: model_arg(wc, 2),
+        lm1=lambda wc: lm_params(wc, 1),
+        lm2=lambda wc: lm_params(wc, 2),
+        generation=canon(config["generation"]),
+        templates=canon(config.get("prompts", {})),
+        block_size=TASKS["block_size"],
     shell:
-        "{PY} simulate --tasks {input.tasks} --block {wildcards.block} --block-size {params.block_size} "
-        "--seed {wildcards.seed} --model1 {params.m1}={params.path1} --model2 {params.m2}={params.path2} "
-        "--lm1 {params.lm1:q} --lm2 {params.lm2:q} --generation {params.generation:q} "
-        "--templates {params.templates:q} --episodes-out {output.episodes} "
-        "--reps-out1 {output.reps1} --reps-out2 {output.reps2} 2> {log}"
+        "python -m syncr2 simulate --tasks {input.tasks} --block {wildcards.block} "
+        "--block-size {params.block_size} --seed {wildcards.seed} "
+        "--model1 {params.model1} --model2 {params.model2} --lm1 {params.lm1:q} --lm2 {params.lm2:q} "
+        "--device1 {resources.device1} --device2 {resources.device2} "
+        "--generation {params.generation:q} --templates {params.templates:q} "
+        "--episodes-out {output.episodes} --reps-out1 {output.reps1} --reps-out2 {output.reps2} 2> {log}"
 
 
 rule read_passive:
@@ -41,20 +41,22 @@ rule read_passive:
     output:
         reps1="results/reps/{pair}/seed{seed}/passive/block{block}_agent1.parquet",
         reps2="results/reps/{pair}/seed{seed}/passive/block{block}_agent2.parquet",
-    params:
-        m1=lambda wc: PAIRS[wc.pair][0],
-        m2=lambda wc: PAIRS[wc.pair][1],
-        path1=lambda wc: model_dir(PAIRS[wc.pair][0]),
-        path2=lambda wc: model_dir(PAIRS[wc.pair][1]),
-        lm1=lambda wc: lm_options(PAIRS[wc.pair][0]),
-        lm2=lambda wc: lm_options(PAIRS[wc.pair][1]),
-        templates=json.dumps(config.get("prompts", {})),
-    resources:
-        **gpu_resources(),
     log:
         "logs/read_passive/{pair}/seed{seed}/block{block}.log",
+    conda:
+        "../../envs/gpu.yaml"
+    resources:
+        **gpu_resources(),
+        device1=lambda wc: lm_device(wc, 1),
+        device2=lambda wc: lm_device(wc, 2),
+    params:
+        model1=lambda wc: model_arg(wc, 1),
+        model2=lambda wc: model_arg(wc, 2),
+        lm1=lambda wc: lm_params(wc, 1),
+        lm2=lambda wc: lm_params(wc, 2),
+        templates=canon(config.get("prompts", {})),
     shell:
-        "{PY} read-passive --tasks {input.tasks} --episodes {input.episodes} "
-        "--model1 {params.m1}={params.path1} --model2 {params.m2}={params.path2} "
-        "--lm1 {params.lm1:q} --lm2 {params.lm2:q} --templates {params.templates:q} "
+        "python -m syncr2 read-passive --tasks {input.tasks} --episodes {input.episodes} "
+        "--model1 {params.model1} --model2 {params.model2} --lm1 {params.lm1:q} --lm2 {params.lm2:q} "
+        "--device1 {resources.device1} --device2 {resources.device2} --templates {params.templates:q} "
         "--reps-out1 {output.reps1} --reps-out2 {output.reps2} 2> {log}"

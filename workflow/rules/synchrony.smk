@@ -1,47 +1,89 @@
 R2 = config["r2"]
-SYNC = config.get("sync", {})
+
+
+rule check_sizes:
+    """CPU job, before any R2 job: do the simulated episodes fill r2.size for every dataset?"""
+    input:
+        expand(
+            "results/episodes/{pair}/seed{seed}/block{block}.parquet",
+            pair=PAIRS,
+            seed=SEEDS,
+            block=BLOCKS,
+        ),
+    output:
+        "results/checks/sample_sizes.parquet",
+    log:
+        "logs/check_sizes.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        conditions=" ".join(CONDITIONS),
+        directions=" ".join(DIRECTIONS),
+        size=R2["size"],
+        test_fraction=R2["test_fraction"],
+        split_seeds=" ".join(map(str, R2["split_seeds"])),
+    shell:
+        "python -m syncr2 check-sizes --episodes {input} --conditions {params.conditions} "
+        "--directions {params.directions} --size {params.size} --test-fraction {params.test_fraction} "
+        "--split-seeds {params.split_seeds} --out {output} 2> {log}"
 
 
 rule r2_table:
     """CPU job: test-set R2 of every layer pair of one (pair, condition, direction)."""
     input:
+        # ancient: the check must pass first, but its rewrite after another pair's rerun reruns nothing here
+        sizes=ancient("results/checks/sample_sizes.parquet"),
         genuine=lambda wc: rep_shards(wc.pair, "genuine"),
-        passive=lambda wc: rep_shards(wc.pair, "passive") if wc.condition == "passive" else [],
+        passive=lambda wc: (
+            rep_shards(wc.pair, "passive") if wc.condition == "passive" else []
+        ),
     output:
         "results/r2/{pair}/{condition}/{direction}.parquet",
-    params:
-        size=R2["size"],
-        test_fraction=R2.get("test_fraction", 0.2),
-        split_seeds=" ".join(map(str, R2.get("split_seeds", [0, 1, 2]))),
-        alpha=R2.get("alpha", 0.1),
-        device=R2.get("device", "cpu"),
-        passive=lambda wc, input: f"--passive {' '.join(input.passive)}" if input.passive else "",
-    resources:
-        **cpu_resources(),
     log:
         "logs/r2_table/{pair}/{condition}/{direction}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        **cpu_resources(),
+        device=R2["device"],
+    params:
+        size=R2["size"],
+        test_fraction=R2["test_fraction"],
+        split_seeds=" ".join(map(str, R2["split_seeds"])),
+        alpha=R2["alpha"],
+        passive=lambda wc, input: (
+            f"--passive {' '.join(input.passive)}" if input.passive else ""
+        ),
     shell:
-        "{PY} r2 --genuine {input.genuine} {params.passive} --condition {wildcards.condition} "
+        "python -m syncr2 r2 --genuine {input.genuine} {params.passive} --condition {wildcards.condition} "
         "--direction {wildcards.direction} --size {params.size} --test-fraction {params.test_fraction} "
-        "--split-seeds {params.split_seeds} --alpha {params.alpha} --device {params.device} "
+        "--split-seeds {params.split_seeds} --alpha {params.alpha} --device {resources.device} "
         "--pair {wildcards.pair} --no-progress --out {output} 2> {log}"
 
 
 rule synchrony_condition:
     """CPU job: SyncR2 of every pair for one condition (rerun one condition through this target)."""
     input:
-        expand("results/r2/{pair}/{{condition}}/{direction}.parquet", pair=PAIRS, direction=DIRECTIONS),
+        expand(
+            "results/r2/{pair}/{{condition}}/{direction}.parquet",
+            pair=PAIRS,
+            direction=DIRECTIONS,
+        ),
     output:
         "results/summary/synchrony_{condition}.parquet",
-    params:
-        top_k=SYNC.get("top_k", 1),
-        clip="" if SYNC.get("clip", True) else "--no-clip",
-    resources:
-        **cpu_resources(),
     log:
         "logs/synchrony/{condition}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        top_k=config["sync"]["top_k"],
+        clip="" if config["sync"]["clip"] else "--no-clip",
     shell:
-        "{PY} sync --tables {input} --top-k {params.top_k} {params.clip} --out {output} 2> {log}"
+        "python -m syncr2 sync --tables {input} --top-k {params.top_k} {params.clip} --out {output} 2> {log}"
 
 
 rule synchrony:
@@ -50,9 +92,11 @@ rule synchrony:
         expand("results/summary/synchrony_{condition}.parquet", condition=CONDITIONS),
     output:
         "results/summary/synchrony.parquet",
-    resources:
-        **cpu_resources(),
     log:
         "logs/synchrony/all.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        **cpu_resources(),
     shell:
-        "{PY} concat --inputs {input} --out {output} 2> {log}"
+        "python -m syncr2 concat --inputs {input} --out {output} 2> {log}"

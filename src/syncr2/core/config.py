@@ -91,3 +91,123 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int) -> None:
 def n_blocks(n_tasks: int, block_size: int) -> int:
     """Number of simulation blocks (jobs per pair and seed)."""
     return max(1, math.ceil(n_tasks / block_size))
+
+
+# --- Canonical rule parameters -------------------------------------------------------------
+# A rule's params are its rerun trigger: they must hold only what changes a result,
+# in one canonical text, so that reordering keys or writing 0.7 as 0.70 reruns nothing.
+
+#: Model options that change what a model computes (part of a GPU rule's params).
+LM_RESULT_KEYS = ("revision", "dtype", "batch_size", "chat_template")
+#: Model options that only say where or how fast it runs (never a rerun trigger).
+LM_RUNTIME_KEYS = ("device",)
+
+
+def _canonical_value(value: Any) -> Any:
+    """Integral floats as ints and mappings with str keys, recursively (for :func:`canonical_json`)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _canonical_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical_value(v) for v in value]
+    raise TypeError(f"cannot put a {type(value).__name__} into rule parameters: {value!r}")
+
+
+def canonical_json(value: Any) -> str:
+    """One text per meaning: sorted keys, no spaces, 1.0 written as 1."""
+    import json
+
+    return json.dumps(_canonical_value(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def lm_result_options(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The loading options of a model config entry that change its outputs."""
+    return {k: spec[k] for k in LM_RESULT_KEYS if spec.get(k) is not None}
+
+
+def lm_runtime_options(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The loading options of a model config entry that do not change its outputs (device)."""
+    return {k: spec[k] for k in LM_RUNTIME_KEYS if spec.get(k) is not None}
+
+
+# --- `--config` values -------------------------------------------------------------------
+# Snakemake parses a nested `--config key=VALUE` with YAML's BaseLoader, which keeps every
+# scalar a string (`seeds=[0]` gives ["0"]). The schema says what each value should be.
+
+_SCALAR_PARSERS: dict[str, Any] = {
+    "integer": lambda s: int(s) if s.strip().lstrip("+-").isdigit() else None,
+    "number": lambda s: float(s) if _is_float(s) else None,
+    "boolean": lambda s: {"true": True, "false": False}.get(s.strip().lower()),
+    "null": lambda s: _NULL if s.strip() in ("null", "~", "None", "") else None,
+}
+_NULL = object()
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _schema_types(schema: Mapping[str, Any]) -> list[str]:
+    kind = schema.get("type")
+    return [kind] if isinstance(kind, str) else list(kind or [])
+
+
+def coerce_cli_strings(value: Any, schema: Mapping[str, Any]) -> Any:
+    """``value`` with strings turned into the integer, number, boolean or null its schema asks for.
+
+    Only strings that the schema does not accept as strings are converted, and
+    only when they parse exactly; anything else is left for the validator to
+    report.
+    """
+    if isinstance(value, str):
+        types = _schema_types(schema)
+        if "string" in types or not types:
+            for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
+                coerced = coerce_cli_strings(value, alt)
+                if coerced is not value:
+                    return coerced
+            return value
+        for kind in ("integer", "number", "boolean", "null"):
+            if kind in types:
+                parsed = _SCALAR_PARSERS[kind](value)
+                if parsed is not None:
+                    return None if parsed is _NULL else parsed
+        return value
+    if isinstance(value, Mapping):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        out = {}
+        for key, item in value.items():
+            sub = props.get(key, extra if isinstance(extra, Mapping) else {})
+            out[key] = coerce_cli_strings(item, sub)
+        for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
+            if isinstance(alt, Mapping) and ("properties" in alt or "additionalProperties" in alt):
+                out = coerce_cli_strings(out, {k: v for k, v in alt.items() if k not in ("oneOf", "anyOf")})
+        return out
+    if isinstance(value, list):
+        items = schema.get("items")
+        if not isinstance(items, Mapping):
+            for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
+                if isinstance(alt, Mapping) and "items" in alt:
+                    items = alt["items"]
+                    break
+        return [coerce_cli_strings(v, items) if isinstance(items, Mapping) else v for v in value]
+    return value
+
+
+def normalize_cli_config(cfg: dict[str, Any], schema_path: str) -> None:
+    """Turn the strings of nested ``--config`` values into the types the schema asks for, in place."""
+    import yaml
+
+    with open(schema_path, encoding="utf-8") as fh:
+        schema = yaml.safe_load(fh)
+    cfg.update(coerce_cli_strings(dict(cfg), schema))

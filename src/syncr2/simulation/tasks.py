@@ -225,8 +225,7 @@ def load_tasks(
     if source == "demo":
         tasks = load_demo_tasks()
     elif source in ("sotopia_exports", "sotopia_local"):
-        if not path:
-            raise TaskDataError(f"tasks.path is required for tasks.source={source}")
+        path = _required_path(source, path)
         tasks = load_sotopia_exports(path) if source == "sotopia_exports" else load_sotopia_local_storage(path)
     else:
         raise TaskDataError(f"tasks.source must be demo, sotopia_exports or sotopia_local, got {source!r}")
@@ -237,8 +236,51 @@ def count_selected_tasks(
     source: str, path: str | os.PathLike[str] | None = None, ids: Sequence[int] | None = None,
     limit: int | None = None,
 ) -> int:
-    """How many tasks a config selects (the workflow's block count depends on it)."""
-    return len(load_tasks(source, path, ids, limit))
+    """How many tasks a config selects (the workflow's block count depends on it).
+
+    Cheap and without importing sotopia: it runs every time Snakemake reads the
+    workflow. It counts the combos (the export's list, or the local store's
+    files) and applies ``ids`` and ``limit``; the ``tasks`` job then loads and
+    validates every record through sotopia's models.
+    """
+    if source in ("demo", "sotopia_exports"):
+        d = demo_dir() if source == "demo" else Path(_required_path(source, path))
+        missing = [f for f in EXPORT_FILES if not (d / f).is_file()]
+        if missing:
+            raise TaskDataError(
+                f"{d}: missing {', '.join(missing)}; tasks.path must be a directory holding Sotopia's JSON exports "
+                f"({', '.join(EXPORT_FILES)})"
+            )
+        combos = _read_json(d / "env_agent_combos.json")
+        if not isinstance(combos, list):
+            raise TaskDataError(f"{d / 'env_agent_combos.json'}: expected a JSON list of combos, got {type(combos).__name__}")
+        n = len(combos)
+    elif source == "sotopia_local":
+        folder = Path(_required_path(source, path)) / "EnvAgentComboStorage"
+        if not folder.is_dir():
+            raise TaskDataError(f"{folder}: directory not found (is {path} a Sotopia local-storage directory?)")
+        n = len(list(folder.glob("*.json")))
+    else:
+        raise TaskDataError(f"tasks.source must be demo, sotopia_exports or sotopia_local, got {source!r}")
+    if ids is not None:
+        unknown = sorted({int(i) for i in ids} - set(range(n)))
+        if unknown:
+            raise TaskDataError(f"tasks.ids: unknown task id(s) {unknown[:10]}; ids run 0..{n - 1}")
+        n = len({int(i) for i in ids})
+    if limit is not None:
+        n = min(n, int(limit))
+    return n
+
+
+def _required_path(source: str, path: str | os.PathLike[str] | None) -> str | os.PathLike[str]:
+    """``path``, or an error saying how to set it."""
+    if not path:
+        raise TaskDataError(
+            f"tasks.path is not set but tasks.source is {source!r}: give the directory of your Sotopia data, "
+            f"e.g. --config 'tasks={{\"source\": \"{source}\", \"path\": \"/data/sotopia\"}}', "
+            "or set tasks.path in your config file"
+        )
+    return path
 
 
 def tasks_frame(

@@ -25,7 +25,10 @@ one matrix product over all pairs. Everything runs in float64 with torch, on
 CPU or CUDA. Target dimensions that are constant on the test set follow
 scikit-learn's convention (score 1 if predicted exactly, else 0); a ridge map
 predicts such a dimension exactly only when it is also constant, with the
-same value, on the train set.
+same value, on the train set. "Constant" allows for float rounding: a column
+of identical values such as -7.77 has a computed sum of squares of ~1e-29,
+not 0, because its mean is rounded, and dividing by that would give a
+meaningless score of order 1e20 (see ``_constant_columns``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def _as_index(idx: Sequence[int] | np.ndarray, n: int, name: str) -> np.ndarray:
     arr = np.asarray(idx, dtype=np.int64)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D index array")
+    arr = np.ascontiguousarray(arr)  # torch cannot wrap negative strides (idx[::-1])
     if arr.min() < 0 or arr.max() >= n:
         raise ValueError(f"{name} holds indices outside 0..{n - 1}")
     return arr
@@ -69,25 +73,47 @@ class _TargetTerms:
     cross: torch.Tensor  # E Z^T, (n_test, n_train)
     gram: torch.Tensor  # Z Z^T, (n_train, n_train)
     err_norm: float  # ||E||_F^2 over non-constant dims
-    n_varying: int  # target dims with non-zero test variance
+    n_varying: int  # target dims not constant on the test set
     constant_score: float  # summed sklearn scores of the constant dims
     dim: int
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
+def _constant_columns(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Column means, sums of squares about them, and which columns count as constant.
+
+    A column counts as constant when its sum of squares is within float64
+    rounding of 0, relative to its magnitude: ``ss <= n * (2 n eps max|y|)^2``.
+    Computing the mean of n identical values can be off by up to about
+    ``n eps max|y|``, and ``ss`` then holds n copies of that error squared, so
+    every column of identical values passes (-7.77 gives ~1e-29, not 0), while
+    real variation (a relative spread above ~1e-12 for n in the thousands, far
+    below float32 resolution) does not. Exact zeros pass as before.
+    """
+    n = y.shape[0]
+    mean = y.mean(0)
+    ss = ((y - mean) ** 2).sum(0)
+    tol = n * (2.0 * n * _EPS * y.abs().amax(0)) ** 2
+    return mean, ss, ss <= tol
+
+
 def _target_terms(y: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> _TargetTerms:
     ytr, yte = y[train], y[test]
-    mean_tr = ytr.mean(0)
-    ss_tot = ((yte - yte.mean(0)) ** 2).sum(0)
-    varying = ss_tot > 0
-    # sklearn: a constant test dimension scores 1 when predicted exactly, else 0.
-    # The ridge prediction of a dimension is exactly its train mean iff the train
-    # column is constant; it equals the test constant iff the two constants agree.
-    const = ~varying
+    mean_tr, _, tr_const = _constant_columns(ytr)
+    mean_te, ss_tot, const = _constant_columns(yte)
+    varying = ~const
+    # sklearn (force_finite): a constant test dimension scores 1 when predicted
+    # exactly, else 0. The ridge prediction of a dimension is its train mean iff
+    # the train column is constant; it equals the test constant iff the two
+    # constants agree (up to the rounding of the two means).
     constant_score = 0.0
     if bool(const.any()):
-        tr_const = (ytr[:, const] == ytr[:1, const]).all(0)
-        same = ytr[0, const] == yte[0, const]
-        constant_score = float((tr_const & same).sum())
+        n_all = ytr.shape[0] + yte.shape[0]
+        mag = torch.maximum(ytr[:, const].abs().amax(0), yte[:, const].abs().amax(0))
+        same = (mean_tr[const] - mean_te[const]).abs() <= 2.0 * n_all * _EPS * mag
+        constant_score = float((tr_const[const] & same).sum())
     scale = torch.zeros_like(ss_tot)
     scale[varying] = ss_tot[varying].rsqrt()
     z = (ytr - mean_tr) * scale
@@ -154,6 +180,9 @@ def layer_pair_r2_streamed(
         arr = np.asarray(arr)
         if arr.ndim != 2 or arr.shape[0] != n:
             raise ValueError(f"{what}: expected an ({n}, D) array, got shape {arr.shape}")
+        # torch cannot wrap views with negative strides (X[::-1]); copy those only
+        if any(st < 0 for st in arr.strides):
+            arr = np.ascontiguousarray(arr)
         t = torch.as_tensor(arr, device=dev).to(torch.float64)
         if not bool(torch.isfinite(t).all()):
             raise ValueError(f"{what}: contains NaN or infinite values")

@@ -3,12 +3,15 @@
 Rows with direction ``AtoB`` / ``BtoA`` come from one R2 table each; rows
 with direction ``combined`` are the paper's two-direction score of a pair and
 condition. Columns: pair, source_model, target_model, condition, direction,
-syncr2, syncr2_unclipped, se, n_split_seeds, layers_src, layers_tgt.
+syncr2, syncr2_unclipped, se_unclipped, se, n_split_seeds, layers_src,
+layers_tgt.
 
 ``syncr2_unclipped`` is the same score without the max(0, .) floor: when every
 layer's best R2 is negative (the demo's random models) SyncR2 is 0 everywhere
-and only the unclipped value still tells conditions apart. The SE is the same
-for both (the authors' split-seed variance is taken before clipping).
+and only the unclipped value still tells conditions apart. ``se`` follows the
+authors' clipping rule (a floored layer adds zero variance, so an all-floored
+score has SE 0); ``se_unclipped`` keeps every layer's variance and belongs to
+``syncr2_unclipped``. The combined rows combine both the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .sync import SyncScore, combine_directions, sync_r2
 
 SUMMARY_COLUMNS = (
     "pair", "source_model", "target_model", "condition", "direction",
-    "syncr2", "syncr2_unclipped", "se", "n_split_seeds", "layers_src", "layers_tgt",
+    "syncr2", "syncr2_unclipped", "se_unclipped", "se", "n_split_seeds", "layers_src", "layers_tgt",
 )
 
 
@@ -44,7 +47,8 @@ def summarize_tables(paths: Iterable[str | os.PathLike[str]], top_k: int = 1, cl
         rows.append({
             "pair": meta["pair"], "source_model": meta.get("source_model", ""),
             "target_model": meta.get("target_model", ""), "condition": meta["condition"],
-            "direction": meta["direction"], "syncr2": score.value, "syncr2_unclipped": raw.value, "se": score.se,
+            "direction": meta["direction"], "syncr2": score.value, "syncr2_unclipped": raw.value,
+            "se_unclipped": raw.se, "se": score.se,
             "n_split_seeds": cube.shape[0], "layers_src": cube.shape[1], "layers_tgt": cube.shape[2],
         })
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
@@ -54,11 +58,12 @@ def summarize_tables(paths: Iterable[str | os.PathLike[str]], top_k: int = 1, cl
         if {"AtoB", "BtoA"} <= by_dir.keys():
             ab, ba = by_dir["AtoB"], by_dir["BtoA"]
             score = combine_directions(SyncScore(ab.syncr2, ab.se), SyncScore(ba.syncr2, ba.se))
-            raw = combine_directions(SyncScore(ab.syncr2_unclipped, 0.0), SyncScore(ba.syncr2_unclipped, 0.0))
+            raw = combine_directions(SyncScore(ab.syncr2_unclipped, ab.se_unclipped),
+                                     SyncScore(ba.syncr2_unclipped, ba.se_unclipped))
             combined.append({
                 "pair": pair, "source_model": ab.source_model, "target_model": ab.target_model,
                 "condition": cond, "direction": "combined", "syncr2": score.value,
-                "syncr2_unclipped": raw.value, "se": score.se,
+                "syncr2_unclipped": raw.value, "se_unclipped": raw.se, "se": score.se,
                 "n_split_seeds": ab.n_split_seeds, "layers_src": ab.layers_src, "layers_tgt": ab.layers_tgt,
             })
     if combined:

@@ -8,6 +8,10 @@ PROTOCOL.md section 6. With M the mean over split seeds of the R2 grid
 * SyncR2(A->B) = mean over l_A of r~;
 * SE = sqrt(sum over l_A of V at the chosen target layer(s)) / L_A, the
   authors' standard error (for top-k: the split-seed variance of the top-k mean).
+  When clipping, a source layer with r* < 0 is the constant 0 and adds zero
+  variance (the authors' ``compute_avg_and_se_metric_row``); unclipped SyncR2
+  keeps every layer's variance. Variances are population variances (ddof 0)
+  over split seeds by default.
 
 Pair scores: the paper's two-direction formula (A->B + B->A) / 2, and the
 authors' correlation-script score, the mean of A->B over the two speaking
@@ -40,7 +44,11 @@ def best_targets(mean_grid: np.ndarray, top_k: int = 1) -> np.ndarray:
 
 
 def sync_r2(cube: np.ndarray, top_k: int = 1, clip: bool = True, ddof: int = 0) -> SyncScore:
-    """SyncR2 and its SE from an R2 cube (split seeds, L_A, L_B)."""
+    """SyncR2 and its SE from an R2 cube (split seeds, L_A, L_B).
+
+    With ``clip`` the SE sums the variance of the unfloored layers only
+    (PROTOCOL.md section 6); without it, of every layer.
+    """
     cube = np.asarray(cube, dtype=np.float64)
     if cube.ndim == 2:
         cube = cube[None]
@@ -50,10 +58,12 @@ def sync_r2(cube: np.ndarray, top_k: int = 1, clip: bool = True, ddof: int = 0) 
     idx = best_targets(mean, top_k)
     rows = np.arange(mean.shape[0])[:, None]
     per_layer = mean[rows, idx].mean(1)  # r*(l_A), top-k mean
-    if clip:
-        per_layer = np.maximum(per_layer, 0.0)
     per_seed = cube[:, rows, idx].mean(2)  # (seeds, L_A): top-k mean per split seed
     var = per_seed.var(0, ddof=ddof) if cube.shape[0] > ddof else np.zeros(mean.shape[0])
+    if clip:
+        # a floored layer is the constant 0: it contributes no variance
+        var = np.where(per_layer >= 0, var, 0.0)
+        per_layer = np.maximum(per_layer, 0.0)
     return SyncScore(float(per_layer.mean()), float(math.sqrt(var.sum()) / mean.shape[0]))
 
 

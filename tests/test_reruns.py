@@ -1,0 +1,173 @@
+"""The rerun contract on a real finished run: what must not rerun, what must, and what a user sees.
+
+One reduced demo (one ordered pair, one seed, six tasks, two conditions) runs for real
+once per session; every test works on its own copy (mtimes and Snakemake's metadata
+kept), so a dry run there answers exactly as it would in the user's checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from test_workflow import dry_run, job_blocks, rule_counts, snakemake_n  # noqa: E402
+
+PAIR = "tiny-llama__tiny-mistral"
+
+
+def reduced_config() -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["pairs"] = [["tiny-llama", "tiny-mistral"]]
+    cfg["seeds"] = [0]
+    cfg["tasks"].update(limit=6, block_size=6)
+    cfg["conditions"] = ["experimental", "passive"]
+    cfg["r2"]["size"] = 10
+    return cfg
+
+
+def write_config(workdir: Path, name: str, cfg: dict, sort_keys: bool = False) -> str:
+    path = workdir / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=sort_keys))
+    return str(path)
+
+
+def reordered(value):
+    """Every mapping's keys in reverse order, recursively (same meaning, different text)."""
+    if isinstance(value, dict):
+        return {k: reordered(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reordered(v) for v in value]
+    return value
+
+
+def snakemake_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--directory", str(workdir),
+           "--snakefile", str(workdir / "Snakefile"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=os.environ | {"PYTHONWARNINGS": "ignore"})
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A real, finished reduced demo run."""
+    work = tmp_path_factory.mktemp("finished")
+    for name in ("Snakefile", "workflow", "profiles", "config"):
+        (work / name).symlink_to(REPO / name)
+    cfg = write_config(work, "reduced.yaml", reduced_config())
+    proc = snakemake_run(work, "--configfile", cfg)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert (work / "reports/figures" / f"fig2_heatmap_{PAIR}_AtoB.png").stat().st_size > 0
+    return work
+
+
+@pytest.fixture()
+def run_copy(finished, tmp_path) -> Path:
+    """A private copy of the finished run (symlinks, mtimes and .snakemake metadata kept)."""
+    dest = tmp_path / "run"
+    shutil.copytree(finished, dest, symlinks=True, copy_function=shutil.copy2)
+    return dest
+
+
+def test_the_finished_run_needs_nothing(run_copy):
+    assert dry_run(run_copy, "--configfile", str(run_copy / "reduced.yaml")) == []
+
+
+def test_reordered_keys_rerun_nothing(run_copy):
+    cfg = write_config(run_copy, "reordered.yaml", reordered(reduced_config()))
+    assert (run_copy / "reordered.yaml").read_text() != (run_copy / "reduced.yaml").read_text()
+    assert dry_run(run_copy, "--configfile", cfg) == []
+    sorted_cfg = write_config(run_copy, "sorted.yaml", reduced_config(), sort_keys=True)
+    assert dry_run(run_copy, "--configfile", sorted_cfg) == []
+
+
+def test_spelling_a_default_or_a_float_differently_reruns_nothing(run_copy):
+    cfg = reduced_config()
+    cfg["generation"]["temperature"] = 0.70
+    cfg["r2"]["alpha"] = 0.1
+    cfg["r2"]["test_fraction"] = 0.20
+    cfg["sync"]["top_k"] = 1.0 if False else 1
+    cfg["models"]["tiny-llama"]["build"]["seed"] = 11
+    assert dry_run(run_copy, "--configfile", write_config(run_copy, "same.yaml", cfg)) == []
+
+
+def test_a_changed_device_reruns_nothing(run_copy):
+    cfg = reduced_config()
+    for spec in cfg["models"].values():
+        spec["device"] = "cpu"
+    cfg["r2"]["device"] = "auto"
+    assert dry_run(run_copy, "--configfile", write_config(run_copy, "device.yaml", cfg)) == []
+
+
+def test_a_result_setting_does_rerun(run_copy):
+    """The trigger still fires for what changes results: a new temperature reruns the simulations."""
+    cfg = reduced_config()
+    cfg["generation"]["temperature"] = 0.9
+    jobs = dry_run(run_copy, "--configfile", write_config(run_copy, "hot.yaml", cfg))
+    counts = rule_counts(jobs)
+    assert counts["simulate"] == 1 and counts["read_passive"] == 1
+    assert "build_tiny_model" not in counts and "tasks" not in counts
+    cfg = reduced_config()
+    cfg["r2"]["alpha"] = 1.0
+    counts = rule_counts(dry_run(run_copy, "--configfile", write_config(run_copy, "alpha.yaml", cfg)))
+    assert counts["r2_table"] == 4 and "simulate" not in counts and "read_passive" not in counts
+
+
+def test_single_condition_study_keeps_the_other_conditions_figures(run_copy):
+    before = {p.name: p.stat().st_mtime for p in (run_copy / "reports/figures").iterdir()}
+    assert f"fig2_heatmap_{PAIR}_AtoB.png" in before and "fig4a_passive_by_family.png" in before
+    proc = snakemake_run(run_copy, "--configfile", str(run_copy / "reduced.yaml"),
+                         "--config", 'conditions=["passive"]')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = {p.name: p.stat().st_mtime for p in (run_copy / "reports/figures").iterdir()}
+    assert after == before  # no figure of a passive-only study exists: every other one is untouched
+    summary = pd.read_parquet(run_copy / "results/summary/synchrony.parquet")
+    assert set(summary.condition) == {"passive"}
+    assert (run_copy / "results/summary/synchrony_experimental.parquet").exists()
+
+
+def test_the_html_report_holds_the_syncr2_table(run_copy):
+    out = run_copy / "report.html"
+    proc = snakemake_run(run_copy, "--configfile", str(run_copy / "reduced.yaml"), "--report", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = out.read_text(errors="replace")
+    assert "synchrony.html" in text and "fig2_heatmap" in text
+
+
+def test_deleted_intermediate_is_rebuilt_alone(run_copy):
+    """README: `snakemake -c 2 <that file>` rebuilds one deleted file, then `snakemake -c 2` finds nothing to do."""
+    target = f"results/r2/{PAIR}/passive/AtoB.parquet"
+    original = pd.read_parquet(run_copy / target)
+    (run_copy / target).unlink()
+    jobs = dry_run(run_copy, "--configfile", str(run_copy / "reduced.yaml"), target)
+    assert rule_counts(jobs) == Counter({"r2_table": 1})
+    proc = snakemake_run(run_copy, "--configfile", str(run_copy / "reduced.yaml"), target)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pd.testing.assert_frame_equal(pd.read_parquet(run_copy / target), original)
+
+
+def test_unfillable_size_fails_in_the_check_before_any_r2_job(run_copy):
+    """A size the turn cap could fill but the episodes cannot: one check job fails, its log is shown."""
+    episodes = pd.read_parquet(run_copy / f"results/episodes/{PAIR}/seed0/block0.parquet")
+    lengths = episodes.groupby("task_id")["turn"].max() + 1
+    cfg = reduced_config()
+    cfg["r2"]["size"] = 6 * 8 - 1  # the turn cap (16 turns: 8 AtoB samples per episode) fills it
+    assert lengths.sum() // 2 < cfg["r2"]["size"], "the demo episodes were expected to end early"
+    for path in (run_copy / "results/r2").rglob("*.parquet"):
+        path.unlink()
+    proc = snakemake_run(run_copy, "--configfile", write_config(run_copy, "big.yaml", cfg))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "check_sizes" in text and "cannot fill r2.size" in text and "lower r2.size to <=" in text
+    assert "episodes end early at LEAVE" in text  # the failed job's log, shown by show-failed-logs
+    assert not list((run_copy / "results/r2").rglob("*.parquet"))
+    started = [rule for rule, _ in job_blocks(text)]
+    assert "r2_table" not in started
