@@ -20,7 +20,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from test_workflow import dry_run, job_blocks, rule_counts, snakemake_n  # noqa: E402
+from test_workflow import dry_run, job_blocks, rule_counts  # noqa: E402
 
 PAIR = "tiny-llama__tiny-mistral"
 

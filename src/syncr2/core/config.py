@@ -161,18 +161,31 @@ def _schema_types(schema: Mapping[str, Any]) -> list[str]:
     return [kind] if isinstance(kind, str) else list(kind or [])
 
 
-def coerce_cli_strings(value: Any, schema: Mapping[str, Any]) -> Any:
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``schema`` with a local ``$ref`` (``#/$defs/name``) replaced by its target."""
+    ref = schema.get("$ref") if isinstance(schema, Mapping) else None
+    if not ref or not ref.startswith("#/"):
+        return schema
+    target: Any = root
+    for part in ref[2:].split("/"):
+        target = target[part]
+    return {**target, **{k: v for k, v in schema.items() if k != "$ref"}}
+
+
+def coerce_cli_strings(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> Any:
     """``value`` with strings turned into the integer, number, boolean or null its schema asks for.
 
     Only strings that the schema does not accept as strings are converted, and
     only when they parse exactly; anything else is left for the validator to
     report.
     """
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
     if isinstance(value, str):
         types = _schema_types(schema)
         if "string" in types or not types:
             for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
-                coerced = coerce_cli_strings(value, alt)
+                coerced = coerce_cli_strings(value, alt, root)
                 if coerced is not value:
                     return coerced
             return value
@@ -188,10 +201,10 @@ def coerce_cli_strings(value: Any, schema: Mapping[str, Any]) -> Any:
         out = {}
         for key, item in value.items():
             sub = props.get(key, extra if isinstance(extra, Mapping) else {})
-            out[key] = coerce_cli_strings(item, sub)
+            out[key] = coerce_cli_strings(item, sub, root)
         for alt in schema.get("oneOf", []) + schema.get("anyOf", []):
             if isinstance(alt, Mapping) and ("properties" in alt or "additionalProperties" in alt):
-                out = coerce_cli_strings(out, {k: v for k, v in alt.items() if k not in ("oneOf", "anyOf")})
+                out = coerce_cli_strings(out, {k: v for k, v in alt.items() if k not in ("oneOf", "anyOf")}, root)
         return out
     if isinstance(value, list):
         items = schema.get("items")
@@ -200,7 +213,7 @@ def coerce_cli_strings(value: Any, schema: Mapping[str, Any]) -> Any:
                 if isinstance(alt, Mapping) and "items" in alt:
                     items = alt["items"]
                     break
-        return [coerce_cli_strings(v, items) if isinstance(items, Mapping) else v for v in value]
+        return [coerce_cli_strings(v, items, root) if isinstance(items, Mapping) else v for v in value]
     return value
 
 
