@@ -8,7 +8,7 @@
 #   (the paper; sotopia_data: your directory of Sotopia's JSON exports)
 #
 # Every rule calls one `python -m syncr2 ...` entry point; no science lives here.
-# GPU rules: simulate, read_passive. CPU rules: everything else.
+# GPU rules: simulate, read_passive, and judge with a local judge. CPU rules: everything else.
 
 
 from snakemake.utils import min_version, validate
@@ -35,6 +35,8 @@ include: "workflow/rules/tasks.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/synchrony.smk"
+include: "workflow/rules/social.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 
 
@@ -42,4 +44,5 @@ rule all:
     default_target: True
     input:
         rules.figures.output,
+        rules.social_figures.output,
         "results/summary/synchrony.parquet",

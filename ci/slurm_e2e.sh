@@ -15,7 +15,7 @@
 #   SLURM_LOCAL_DIR  where up.sh/down.sh are      (default: <repo>/../shared/tools/slurm-local)
 #   SLURM_CI_NGPU, SLURM_CI_CPUS                  (default: 2 and 8, passed to up.sh)
 #   SBATCH_ACCOUNT   account for the jobs          (default: $SLURM_CI_ACCOUNT or ci, made by up.sh)
-#   GPU_RULES        rules that must get a GPU     (default: simulate,read_passive)
+#   GPU_RULES        rules that must get a GPU     (default: simulate,read_passive,judge)
 #   SNAKEFILE_DIR    run another workflow: adds `--snakefile DIR/Snakefile --directory DIR`
 #                    (the profile is still ./slurm of this repository), e.g. a toy workflow
 #   VENV             virtualenv to activate if snakemake is not on PATH (default: <repo>/.venv)
@@ -33,7 +33,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SLURM_LOCAL_DIR=${SLURM_LOCAL_DIR:-$REPO/../shared/tools/slurm-local}
 export SLURM_CI_NGPU=${SLURM_CI_NGPU:-2} SLURM_CI_CPUS=${SLURM_CI_CPUS:-8}
 export SBATCH_ACCOUNT=${SBATCH_ACCOUNT:-${SLURM_CI_ACCOUNT:-ci}}   # read by the profile
-GPU_RULES=${GPU_RULES:-simulate,read_passive}
+GPU_RULES=${GPU_RULES:-simulate,read_passive,judge}
 t0=$SECONDS
 say() { echo "[slurm_e2e +$((SECONDS - t0))s] $*"; }
 

@@ -332,3 +332,18 @@ def test_clean_utterance_options():
 ])
 def test_is_leave(text, leave):
     assert is_leave(text) is leave
+
+
+def test_judge_intros(real_frame, real_tasks):
+    """Sotopia's environment context and the authors' judge intro: the same text, except for whitespace in
+    mutual_friends, where the authors removed tags only after format_docstring and the final strip: the space
+    after "<extra_info>" stays, and the intro ends in the spaces and newline before "</extra_info>"."""
+    for t in real_tasks:
+        row = real_frame.loc[t.task_id]
+        if t.source != "mutual_friends":
+            assert row.judge_intro == row.judge_intro_authors, t.task_id
+        else:
+            assert row.judge_intro.split() == row.judge_intro_authors.split()
+            assert row.judge_intro_authors.endswith(" \n") and not row.judge_intro.endswith("\n")
+            assert "\n You know the following friends:" in row.judge_intro_authors
+            assert "\nYou know the following friends:" in row.judge_intro

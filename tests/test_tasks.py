@@ -207,7 +207,7 @@ def test_task_table_round_trip_and_selection(tmp_path):
     assert select_tasks(tasks, ids=[11, 0, 11]) == [tasks[0], tasks[11]]
     with pytest.raises(TaskDataError, match=r"unknown task id\(s\) \[99\]; ids run 0..11"):
         select_tasks(tasks, ids=[99])
-    with pytest.raises(TaskDataError, match="tasks.path is required"):
+    with pytest.raises(TaskDataError, match="tasks.path is not set"):
         load_tasks("sotopia_exports")
     with pytest.raises(TaskDataError, match="tasks.source must be"):
         load_tasks("sotopia_redis")

@@ -21,11 +21,13 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SOTOPIA = REPO.parent / "shared" / "sotopia"
 
-PAIRS = ["tiny-llama__tiny-llama", "tiny-llama__tiny-mistral", "tiny-mistral__tiny-llama", "tiny-mistral__tiny-mistral"]
-SEEDS = [0, 1]
-BLOCKS = [0, 1]  # 12 demo tasks in blocks of 6
-CONDITIONS = ["experimental", "passive", "lag1", "lag2"]
-DIRECTIONS = ["AtoB", "BtoA"]
+DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+MODELS = list(DEMO["models"])
+PAIRS = [f"{a}__{b}" for a in MODELS for b in MODELS]  # pairs: all_ordered
+SEEDS = DEMO["seeds"]
+BLOCKS = list(range(-(-12 // DEMO["tasks"]["block_size"])))  # 12 demo tasks
+CONDITIONS = DEMO["conditions"]
+DIRECTIONS = DEMO["directions"]
 
 
 @pytest.fixture()
@@ -77,7 +79,8 @@ def figure_outputs(conditions=CONDITIONS) -> list[str]:
 
 
 def genuine_outputs() -> list[str]:
-    files = ["results/tasks.parquet", "results/models/tiny-llama/config.json", "results/models/tiny-mistral/config.json"]
+    files = ["results/tasks.parquet", "results/judge/model/config.json"]
+    files += [f"results/models/{m}/config.json" for m in MODELS]
     for pair in PAIRS:
         for seed in SEEDS:
             for block in BLOCKS:
@@ -86,14 +89,25 @@ def genuine_outputs() -> list[str]:
     return files
 
 
+def social_outputs() -> list[str]:
+    return [f"reports/figures/{f}.{e}" for f in ("fig5_relationships", "fig6_correlation") for e in ("png", "pdf")] + [
+        f"reports/tables/{t}.{e}" for t in ("table1_partial_correlation", "performance", "correlation")
+        for e in ("csv", "md")] + ["reports/tables/social.html"]
+
+
 def downstream_outputs() -> list[list[str]]:
     """Everything after the simulations, in DAG order (one list per rank)."""
-    passive = [f"results/reps/{p}/seed{s}/passive/block{b}_agent{a}.parquet"
-               for p in PAIRS for s in SEEDS for b in BLOCKS for a in (1, 2)]
+    runs = [(p, s, b) for p in PAIRS for s in SEEDS for b in BLOCKS]
+    passive = [f"results/reps/{p}/seed{s}/passive/block{b}_agent{a}.parquet" for p, s, b in runs for a in (1, 2)]
+    evals = [f"results/eval/{p}/seed{s}/block{b}.parquet" for p, s, b in runs]
     r2 = [f"results/r2/{p}/{c}/{d}.parquet" for p in PAIRS for c in CONDITIONS for d in DIRECTIONS]
+    relationships = [f"results/relationships/{p}.parquet" for p in PAIRS]
     per_condition = [f"results/summary/synchrony_{c}.parquet" for c in CONDITIONS]
-    return [passive + ["results/checks/sample_sizes.parquet"], r2, per_condition,
-            ["results/summary/synchrony.parquet"], figure_outputs()]
+    analysis = [f"results/summary/{n}.parquet" for n in ("pair_scores", "correlation", "partial_correlation")]
+    return [passive + evals + ["results/checks/sample_sizes.parquet"],
+            r2 + relationships + ["results/summary/performance.parquet"],
+            per_condition + ["results/summary/relationships.parquet"],
+            ["results/summary/synchrony.parquet"], figure_outputs() + analysis, social_outputs()]
 
 
 def fake(workdir: Path, ranks: list[list[str]]) -> None:
@@ -119,9 +133,11 @@ def test_default_dag_from_scratch(workdir):
     jobs = dry_run(workdir)
     n_runs = len(PAIRS) * len(SEEDS) * len(BLOCKS)
     assert rule_counts(jobs) == Counter({
-        "tasks": 1, "build_tiny_model": 2, "simulate": n_runs, "read_passive": n_runs,
-        "check_sizes": 1, "r2_table": len(PAIRS) * len(CONDITIONS) * len(DIRECTIONS),
-        "synchrony_condition": len(CONDITIONS), "synchrony": 1, "figures": 1, "all": 1,
+        "tasks": 1, "build_tiny_model": len(MODELS), "build_judge_model": 1, "simulate": n_runs,
+        "read_passive": n_runs, "judge": n_runs, "check_sizes": 1,
+        "r2_table": len(PAIRS) * len(CONDITIONS) * len(DIRECTIONS), "relationships": len(PAIRS),
+        "relationships_summary": 1, "performance": 1, "synchrony_condition": len(CONDITIONS), "synchrony": 1,
+        "correlate": 1, "figures": 1, "social_figures": 1, "all": 1,
     })
     r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
     assert r2_outputs == sorted(downstream_outputs()[1])
@@ -143,6 +159,7 @@ def test_forcerun_read_passive_reruns_only_the_passive_condition(workdir):
     summaries = [o for rule, outs in jobs if rule == "synchrony_condition" for o in outs]
     assert summaries == ["results/summary/synchrony_passive.parquet"]
     assert counts["synchrony"] == 1 and counts["figures"] == 1
+    assert "judge" not in counts and "relationships" not in counts  # they read the genuine run only
 
 
 def test_config_passive_only_never_resimulates(workdir):
@@ -176,12 +193,12 @@ def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
             continue
         resources = res.group(1)
         seen.add(rule)
-        if rule in ("simulate", "read_passive"):
+        if rule in ("simulate", "read_passive", "judge"):  # the demo judge is local: a GPU job
             assert "gpu=1" in resources and "slurm_partition=gpu" in resources, (rule, resources)
             assert "mem_mb=4000" in resources and "runtime=30" in resources  # workflow/profiles/default
         else:
             assert not re.search(r"\bgpu=", resources) and "slurm_partition=cpu" in resources, (rule, resources)
-    assert {"simulate", "read_passive", "r2_table", "figures"} <= seen
+    assert {"simulate", "read_passive", "judge", "r2_table", "figures", "correlate"} <= seen
 
 
 def test_bad_config_fails_before_any_job(workdir):
@@ -200,14 +217,20 @@ def test_bad_config_fails_before_any_job(workdir):
 def test_paper_config_lists_the_full_job_set(workdir):
     cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     cfg["tasks"]["path"] = str(SHARED_SOTOPIA)
+    cfg["judge"]["openai_http"]["base_url"] = "http://judge-node:8000/v1"
     (workdir / "paper.yaml").write_text(yaml.safe_dump(cfg))
-    jobs = dry_run(workdir, "--configfile", str(workdir / "paper.yaml"), "--workflow-profile",
-                   str(REPO / "workflow" / "profiles" / "paper"))
+    proc = snakemake_n(workdir, "--configfile", str(workdir / "paper.yaml"), "--workflow-profile",
+                       str(REPO / "workflow" / "profiles" / "paper"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [(rule, block) for rule, block in job_blocks(proc.stdout + proc.stderr)]
     n_runs = 36 * 5 * 9  # ordered pairs x seeds x blocks of 50 of the 450 tasks
-    assert rule_counts(jobs) == Counter({
-        "tasks": 1, "simulate": n_runs, "read_passive": n_runs, "check_sizes": 1, "r2_table": 36 * 4 * 2,
-        "synchrony_condition": 4, "synchrony": 1, "figures": 1, "all": 1,
+    assert Counter(rule for rule, _ in jobs) == Counter({
+        "tasks": 1, "simulate": n_runs, "read_passive": n_runs, "judge": n_runs, "check_sizes": 1,
+        "r2_table": 36 * 4 * 2, "relationships": 36, "relationships_summary": 1, "performance": 1,
+        "synchrony_condition": 4, "synchrony": 1, "correlate": 1, "figures": 1, "social_figures": 1, "all": 1,
     })
+    judge = next(block for rule, block in jobs if rule == "judge")
+    assert "slurm_partition=cpu" in judge and "gpu=1" not in judge  # an HTTP judge waits on a server: a CPU job
 
 
 # --- The README's commands, run exactly as written (with -n added) ----------------------------

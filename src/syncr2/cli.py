@@ -98,6 +98,94 @@ def cmd_figures(args: argparse.Namespace) -> None:
     log.info("wrote %s", out)
 
 
+def cmd_judge(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .social.judge import DEFAULT_SYSTEM_MESSAGE, judge_block, make_backend
+
+    settings = dict(args.settings)
+    style = settings.pop("style", "authors")
+    parse_rule = settings.pop("parse_rule", "authors")
+    max_attempts = int(settings.pop("max_attempts", 1))
+    system_message = settings.pop("system_message", DEFAULT_SYSTEM_MESSAGE)
+    backend = make_backend({**settings, **args.runtime}, style=style)
+    model1, sep, model2 = args.pair.partition("__")
+    if not sep:
+        raise ValueError(f"--pair must be m1__m2, got {args.pair!r}")
+    judge_block(
+        pd.read_parquet(args.tasks), pd.read_parquet(args.episodes), backend, style, parse_rule, max_attempts,
+        args.cache_dir, args.out, args.pair, model1, model2, args.seed, progress=not args.no_progress,
+        system_message=system_message,
+    )
+
+
+def cmd_performance(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .social.performance import performance_table, write_performance
+
+    evals = pd.concat([pd.read_parquet(p) for p in args.evals], ignore_index=True)
+    table = performance_table(evals, args.families, args.aggregation, args.one_order_first_family, args.model_order)
+    write_performance(table, args.out)
+    ordered = table[table["level"] == "ordered"]
+    log.info("wrote %s: %d ordered pairs, %d valid and %d invalid episodes (aggregation %s)", args.out,
+             len(ordered), int(ordered["n_valid"].sum()), int(ordered["n_invalid"].sum()), args.aggregation)
+    bad = ordered[ordered["n_invalid"] > 0]
+    for row in bad.itertuples():
+        log.warning("%s: %d of %d episodes have an invalid judge reply (counted, not averaged)", row.pair,
+                    row.n_invalid, row.n_invalid + row.n_valid)
+
+
+def cmd_correlate(args: argparse.Namespace) -> None:
+    from .analysis.correlation import run_correlation
+
+    for path in run_correlation(
+        args.summary, args.performance, args.families, args.model_order, args.abilities, args.out_dir,
+        condition=args.condition, min_pairs_correlation=args.min_pairs_correlation,
+        min_pairs_partial=args.min_pairs_partial,
+    ):
+        log.info("wrote %s", path)
+
+
+def cmd_relationships(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .analysis.relationships import relationship_table
+    from .core.atomic import atomic_path
+
+    tasks = pd.read_parquet(args.tasks)
+    frames = [
+        relationship_table(
+            args.genuine, tasks, args.pair, mode=mode, size=args.size, test_fraction=args.test_fraction,
+            split_seeds=tuple(args.split_seeds), k=args.folds, n_subsample_seeds=args.subsample_seeds,
+            sources=tuple(args.sources), alpha=args.alpha, top_k=args.top_k, device=args.device,
+        )
+        for mode in args.modes
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    with atomic_path(args.out) as tmp:
+        table.to_parquet(tmp, index=False)
+    log.info("wrote %s (%d rows; status counts %s)", args.out, len(table), table["status"].value_counts().to_dict())
+
+
+def cmd_social_figures(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .report.html_tables import write_html_table
+    from .report.social_figures import make_social
+
+    make_social(args.summary_dir, args.figures_dir, args.tables_dir, args.abbreviations or None)
+    sections = []
+    for name, heading in (("performance", "Social performance (Sotopia-eval; invalid judge replies counted)"),
+                          ("correlation", "Figure 6: Pearson r of SyncR2 and performance per family"),
+                          ("partial_correlation", "Table 1: partial correlation given the ability scores"),
+                          ("pair_scores", "Pair scores")):
+        path = f"{args.summary_dir}/{name}.parquet"
+        sections.append((heading, pd.read_parquet(path)))
+    out = write_html_table(sections, f"{args.tables_dir}/social.html", "SyncR2 and social performance")
+    log.info("wrote %s", out)
+
+
 def _model_arg(text: str) -> tuple[str, str]:
     key, sep, path = text.partition("=")
     if not sep or not key or not path:
@@ -290,6 +378,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures-dir", required=True, help="directory for PNG and PDF figures")
     p.add_argument("--tables-dir", required=True, help="directory for CSV and Markdown tables")
     p.set_defaults(func=cmd_figures)
+
+    p = _sub(sub, "judge", "Sotopia-eval scores of one block of episodes (a local model or an HTTP server)")
+    p.add_argument("--tasks", required=True, help="the task table (results/tasks.parquet)")
+    p.add_argument("--episodes", required=True, help="the block's episode table")
+    p.add_argument("--pair", required=True, help="ordered pair key m1__m2")
+    p.add_argument("--seed", type=int, required=True, help="the episodes' simulation seed")
+    p.add_argument("--settings", type=_json_arg, required=True,
+                   help="JSON of what changes a reply: backend, style, parse_rule, max_attempts, system_message "
+                        "and the backend's generation settings")
+    p.add_argument("--runtime", type=_json_arg, default={},
+                   help="JSON of where and how patiently it runs (device, batch_size, base_url, timeouts, retries)")
+    p.add_argument("--cache-dir", default=None, help="reply cache: a rerun re-queries only invalid replies")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--out", required=True, help="evaluation table to write (Parquet)")
+    p.set_defaults(func=cmd_judge)
+
+    p = _sub(sub, "performance", "social performance per ordered and unordered pair from the judge's scores")
+    p.add_argument("--evals", nargs="+", required=True, help="evaluation tables (results/eval/...)")
+    p.add_argument("--families", type=_json_arg, required=True, help='JSON {"model key": "family"}')
+    p.add_argument("--model-order", nargs="+", required=True, help="model keys in config order (names pairs a__b)")
+    p.add_argument("--aggregation", choices=["authors", "strict"], default="authors",
+                   help="authors: present keys summed / 7, no goal -> dropped; strict: invalid unless all 7 valid")
+    p.add_argument("--one-order-first-family", default="Mistral",
+                   help="Table 1's order of a Cross pair: this family's model as agent 1")
+    p.add_argument("--out", required=True, help="performance table to write (Parquet)")
+    p.set_defaults(func=cmd_performance)
+
+    p = _sub(sub, "correlate", "pair scores, Figure 6 correlations and Table 1 partial correlations")
+    p.add_argument("--summary", required=True, help="SyncR2 summary (results/summary/synchrony.parquet)")
+    p.add_argument("--performance", required=True, help="performance table (results/summary/performance.parquet)")
+    p.add_argument("--families", type=_json_arg, required=True, help='JSON {"model key": "family"}')
+    p.add_argument("--model-order", nargs="+", required=True, help="model keys in config order (names pairs a__b)")
+    p.add_argument("--abilities", type=_json_arg, default={}, help='JSON {"ability": {"model key": score}}')
+    p.add_argument("--condition", default="experimental", help="the condition whose SyncR2 is correlated")
+    p.add_argument("--min-pairs-correlation", type=int, default=3, help="fewest pairs for a family's Pearson r")
+    p.add_argument("--min-pairs-partial", type=int, default=4, help="fewest pairs for a family's partial r")
+    p.add_argument("--out-dir", required=True, help="directory for the three Parquet tables")
+    p.set_defaults(func=cmd_correlate)
+
+    p = _sub(sub, "relationships", "Figure 5: SyncR2 per relationship category of one pair")
+    p.add_argument("--pair", required=True, help="ordered pair key m1__m2")
+    p.add_argument("--genuine", nargs="+", required=True, help="the pair's genuine shards (all seeds, blocks)")
+    p.add_argument("--tasks", required=True, help="the task table (source, relationship per task)")
+    p.add_argument("--modes", nargs="+", choices=["paper", "crossfit"], default=["paper", "crossfit"],
+                   help="paper: re-score the test set of the standard split; crossfit: every task out of fold")
+    p.add_argument("--size", type=int, default=6500, help="paper mode: " + "minimum samples of the split")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="test part of the size")
+    p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2], help="split (or fold) seeds")
+    p.add_argument("--folds", type=int, default=5, help="crossfit: group k-fold by task")
+    p.add_argument("--subsample-seeds", type=int, default=3, help="equal-size subsamples per split")
+    p.add_argument("--sources", nargs="+", default=["social_iqa", "social_chemistry", "normbank"],
+                   help="task sources kept")
+    p.add_argument("--alpha", type=float, default=0.1, help="ridge penalty")
+    p.add_argument("--top-k", type=int, default=1, help="SyncR2's top-k")
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
+    p.add_argument("--out", required=True, help="relationship table to write (Parquet)")
+    p.set_defaults(func=cmd_relationships)
+
+    p = _sub(sub, "social-figures", "Figures 5 and 6, Table 1 and the performance tables")
+    p.add_argument("--summary-dir", required=True, help="results/summary (the analysis tables)")
+    p.add_argument("--abbreviations", type=_json_arg, default={}, help='JSON {"model key": "label"} for Figure 6')
+    p.add_argument("--figures-dir", required=True, help="directory for PNG and PDF figures")
+    p.add_argument("--tables-dir", required=True, help="directory for CSV, Markdown and HTML tables")
+    p.set_defaults(func=cmd_social_figures)
 
     return parser
 

@@ -2,6 +2,7 @@
 from syncr2.core.config import (
     canonical_json,
     check_config,
+    judge_settings,
     lm_result_options,
     lm_runtime_options,
     n_blocks,
@@ -23,6 +24,7 @@ BLOCKS = list(range(n_blocks(N_TASKS, int(TASKS.get("block_size", 16)))))
 CONDITIONS = list(config["conditions"])
 DIRECTIONS = list(config["directions"])
 FIGURES = planned_figures(list(PAIRS), CONDITIONS, DIRECTIONS)
+FAMILIES = {m: spec.get("family", m) for m, spec in config["models"].items()}
 
 
 wildcard_constraints:

@@ -1,6 +1,3 @@
-FAMILIES = {m: spec.get("family", m) for m, spec in config["models"].items()}
-
-
 rule figures:
     """CPU job: the paper's figures 2, 3, 4a, 4b and the SyncR2 tables into reports/."""
     input:
@@ -40,3 +37,51 @@ rule figures:
     shell:
         "python -m syncr2 figures --summary {input.summary} --tables {input.tables} "
         "--families {params.families:q} --figures-dir reports/figures --tables-dir reports/tables 2> {log}"
+
+
+rule social_figures:
+    """CPU job: Figures 5 and 6, Table 1 and the performance tables into reports/."""
+    input:
+        scores="results/summary/pair_scores.parquet",
+        correlation="results/summary/correlation.parquet",
+        partial="results/summary/partial_correlation.parquet",
+        performance="results/summary/performance.parquet",
+        relationships="results/summary/relationships.parquet",
+    output:
+        fig6=report(
+            "reports/figures/fig6_correlation.png",
+            caption="../report/social.rst",
+            category="Social performance",
+        ),
+        fig5=report(
+            "reports/figures/fig5_relationships.png",
+            caption="../report/social.rst",
+            category="Social performance",
+        ),
+        pdf=expand(
+            "reports/figures/{name}.pdf",
+            name=["fig6_correlation", "fig5_relationships"],
+        ),
+        html=report(
+            "reports/tables/social.html",
+            caption="../report/social_tables.rst",
+            category="Tables",
+        ),
+        tables=expand(
+            "reports/tables/{name}.{ext}",
+            name=["table1_partial_correlation", "performance", "correlation"],
+            ext=["csv", "md"],
+        ),
+    log:
+        "logs/social_figures.log",
+    conda:
+        "../../envs/cpu.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        abbreviations=canon(
+            {m: spec.get("abbreviation", m) for m, spec in config["models"].items()}
+        ),
+    shell:
+        "python -m syncr2 social-figures --summary-dir results/summary --abbreviations {params.abbreviations:q} "
+        "--figures-dir reports/figures --tables-dir reports/tables 2> {log}"

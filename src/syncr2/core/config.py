@@ -84,6 +84,21 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int) -> None:
                     f"({n_tasks} tasks x {seeds} seeds x {per_episode} per episode of {max_turns} turns); "
                     f"lower r2.size to <= {capacity} or add tasks/seeds"
                 )
+    judge = cfg.get("judge") or {}
+    if judge.get("backend") == "openai_http":
+        http = judge.get("openai_http") or {}
+        if not http.get("base_url"):
+            problems.append(
+                "judge.openai_http.base_url is not set: give your OpenAI-compatible server's URL, e.g. "
+                "--config 'judge={\"openai_http\": {\"base_url\": \"http://judge-node:8000/v1\"}}'"
+            )
+    elif judge.get("backend") == "hf_local" and not judge.get("hf_local"):
+        problems.append("judge.hf_local: the local judge needs a model: set judge.hf_local.path (or .build)")
+    abilities = cfg.get("abilities") or {}
+    for ability, scores in abilities.items():
+        missing = sorted(set(models) - set(scores))
+        if missing:
+            problems.append(f"abilities.{ability}: no score for model(s) {', '.join(missing)}")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
 
@@ -224,3 +239,32 @@ def normalize_cli_config(cfg: dict[str, Any], schema_path: str) -> None:
     with open(schema_path, encoding="utf-8") as fh:
         schema = yaml.safe_load(fh)
     cfg.update(coerce_cli_strings(dict(cfg), schema))
+
+
+# --- The judge's settings -------------------------------------------------------------------
+#: Judge settings that say where or how patiently it runs, never what it answers.
+JUDGE_RUNTIME_KEYS = frozenset({
+    "device", "batch_size", "timeout_s", "connect_timeout_s", "max_retries", "backoff_s", "backoff_max_s",
+    "api_key_env", "base_url",
+})
+
+
+def judge_settings(cfg: Mapping[str, Any], model_dir: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(result settings, runtime settings) of the config's ``judge`` section, backend options flattened.
+
+    The result settings are the judge rule's rerun trigger: the backend, the
+    prompt style, the parse rule, the attempts and every generation parameter.
+    ``model_dir`` replaces a local judge's ``build`` spec by the built
+    checkpoint's directory.
+    """
+    judge = dict(cfg["judge"])
+    backend = judge["backend"]
+    options = dict(judge.get(backend) or {})
+    if backend == "hf_local" and "build" in options:
+        options.pop("build")
+        options["path"] = model_dir
+    result = {k: judge[k] for k in ("backend", "style", "parse_rule", "max_attempts", "system_message") if k in judge}
+    runtime: dict[str, Any] = {}
+    for key, value in options.items():
+        (runtime if key in JUDGE_RUNTIME_KEYS else result)[key] = value
+    return result, runtime

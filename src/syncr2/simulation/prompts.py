@@ -187,7 +187,15 @@ def render_intro(task: Task, agent: int, templates: PromptTemplates) -> str:
 
 
 def render_judge_intro(task: Task) -> str:
-    """The full, unmasked context with both goals and secrets (what the Sotopia judge sees), tags removed."""
+    """The full, unmasked context with both goals and secrets, as Sotopia's own judge sees it.
+
+    Exactly the text of the environment's background in sotopia 0.1.5's
+    ``ParallelSotopiaEnv.reset`` (scenario, bios and ``<root viewer='agent_i'>``
+    wrapped goals rendered for the environment), i.e. the first part of the
+    history its ``EpisodeLLMEvaluator`` is given. The renderer leaves no tags
+    (any left would be removed); lines keep Sotopia's trailing spaces (the
+    mutual_friends goals have some).
+    """
     from .sotopia_api import sotopia_modules
 
     sot = sotopia_modules()
@@ -195,9 +203,44 @@ def render_judge_intro(task: Task) -> str:
         scenario=sot.render_text_for_environment(task.scenario),
         agent_names=list(task.agent_names),
         agent_backgrounds=[sot.render_text_for_environment(bio) for bio in _bios(task)],
-        agent_goals=[sot.render_text_for_environment(goal) for goal in task.agent_goals],
+        agent_goals=[
+            sot.render_text_for_environment(f"<root viewer='agent_{i}'>{goal}</root>")
+            for i, goal in enumerate(task.agent_goals)
+        ],
     )
-    return _tidy(background.to_natural_language())
+    return strip_tags(background.to_natural_language())
+
+
+# The authors' tag cleaner (``_clean_tags`` in their sot_env.py): any "<...>" on one line goes, its text stays.
+_AUTHORS_TAG_RE = re.compile(r"<.*?>")
+
+
+def render_judge_intro_authors(task: Task) -> str:
+    """The judge's intro exactly as the authors built it (PROTOCOL.md section 10), byte for byte.
+
+    Old Sotopia's complete-intro layout (context header, scenario,
+    participants, both ``get_bio`` backgrounds, both goals, each on its own
+    line) filled with the RAW scenario, bios and goals (tags still in), then
+    ``re.sub("\\n +", "\\n", s).strip()`` (Sotopia's ``format_docstring``), then
+    every ``<...>`` removed with its text kept. Nothing is masked: both
+    secrets and goals and the environment-only scenario text stay. Because
+    the strip comes before the tag removal, a goal that ends in
+    ``\\n</extra_info>`` (the mutual_friends tasks) leaves the intro ending in
+    its trailing spaces and a newline; every other intro has no trailing
+    newline. Unlike :func:`render_judge_intro` no line is right-stripped.
+    """
+    names = task.agent_names
+    bios = _bios(task)
+    text = (
+        "Here is the context of this interaction:\n"
+        f"Scenario: {task.scenario}\n"
+        f"Participants: {names[0]} and {names[1]}\n"
+        f"{names[0]}'s background: {bios[0]}\n"
+        f"{names[1]}'s background: {bios[1]}\n"
+        f"{names[0]}'s goal: {task.agent_goals[0]}\n"
+        f"{names[1]}'s goal: {task.agent_goals[1]}\n"
+    )
+    return _AUTHORS_TAG_RE.sub("", re.sub("\n +", "\n", text).strip())
 
 
 def render_goal(task: Task, agent: int) -> str:

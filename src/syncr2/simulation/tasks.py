@@ -39,6 +39,7 @@ from .prompts import (
     render_goal,
     render_intro,
     render_judge_intro,
+    render_judge_intro_authors,
 )
 from .sotopia_api import Task, TaskDataError, full_name, sotopia_modules
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 TASK_COLUMNS = (
     "task_id", "env_pk", "codename", "source", "relationship", "relationship_name",
     "agent1_pk", "agent2_pk", "agent1_name", "agent2_name", "agent1_goal", "agent2_goal",
-    "scenario", "intro1", "intro2", "judge_intro", "reader_name",
+    "scenario", "intro1", "intro2", "judge_intro", "judge_intro_authors", "reader_name",
 )
 EXPORT_FILES = ("envs.json", "agents.json", "env_agent_combos.json")
 # Fields a task record must have (Sotopia defaults most of them, which would
@@ -294,7 +295,9 @@ def tasks_frame(
 
     ``agent{1,2}_goal`` are each agent's own goal as it sees it, ``intro{1,2}``
     the full agent-facing intros (see :mod:`syncr2.simulation.prompts`), ``judge_intro``
-    the unmasked context with both goals. The reader of each task is drawn
+    the unmasked context with both goals (Sotopia's rendering, tidied), and
+    ``judge_intro_authors`` the same context byte for byte as the authors'
+    judge saw it (PROTOCOL.md section 10). The reader of each task is drawn
     with ``reader_seed`` from ``personas`` (default: every persona of the
     tasks' source, 40 for Sotopia), optionally never one of the task's own
     agents (the authors did not exclude them).
@@ -315,7 +318,8 @@ def tasks_frame(
         "agent1_goal": render_goal(t, 1), "agent2_goal": render_goal(t, 2),
         "scenario": sot.render_text_for_environment(t.scenario).strip(),
         "intro1": render_intro(t, 1, templates), "intro2": render_intro(t, 2, templates),
-        "judge_intro": render_judge_intro(t), "reader_name": readers[t.task_id],
+        "judge_intro": render_judge_intro(t), "judge_intro_authors": render_judge_intro_authors(t),
+        "reader_name": readers[t.task_id],
     } for t in tasks]
     frame = pd.DataFrame(rows, columns=list(TASK_COLUMNS))
     return frame.astype({"task_id": "int64", "relationship": "int64"})

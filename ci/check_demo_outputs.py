@@ -1,0 +1,59 @@
+"""CI: the default pipeline left every figure and table, and the judge scored every episode validly.
+
+    python ci/check_demo_outputs.py        # from the repository root, after `snakemake -c 2`
+
+Exits non-zero naming what is missing or wrong.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from syncr2.report.figure_plan import planned_figures
+from syncr2.social.judge_prompt import DIMENSIONS, RANGES
+
+
+def main() -> int:
+    cfg = yaml.safe_load(Path("config/config.yaml").read_text())
+    models = list(cfg["models"])
+    pairs = [f"{a}__{b}" for a in models for b in models]
+    problems = []
+    stems = planned_figures(pairs, cfg["conditions"], cfg["directions"]) + ["fig5_relationships", "fig6_correlation"]
+    for stem in stems:
+        for ext in ("png", "pdf"):
+            if not (Path("reports/figures") / f"{stem}.{ext}").stat().st_size:
+                problems.append(f"empty figure {stem}.{ext}")
+    for name in ("synchrony", "performance", "correlation", "table1_partial_correlation"):
+        for ext in ("csv", "md"):
+            if not (Path("reports/tables") / f"{name}.{ext}").is_file():
+                problems.append(f"missing table {name}.{ext}")
+    evals = pd.concat([pd.read_parquet(p) for p in sorted(Path("results/eval").rglob("*.parquet"))])
+    episodes = evals.groupby(["pair", "seed", "task_id"])
+    n_episodes = episodes.ngroups
+    bad = evals[evals["status"] != "valid"]
+    if len(bad):
+        problems.append(f"{bad.groupby(['pair', 'seed', 'task_id']).ngroups} episode(s) with an invalid judge reply")
+    scored = evals[evals["dimension"].isin(DIMENSIONS)]
+    per_agent = scored.groupby(["pair", "seed", "task_id", "agent"])["score"].count()
+    if (per_agent != len(DIMENSIONS)).any() or len(per_agent) != 2 * n_episodes:
+        problems.append("not every agent of every episode has 7 scores")
+    for dim, (lo, hi) in RANGES.items():
+        s = scored.loc[scored["dimension"] == dim, "score"].astype(float)
+        if ((s < lo) | (s > hi)).any():
+            problems.append(f"{dim}: score out of [{lo}, {hi}]")
+    partial = pd.read_parquet("results/summary/partial_correlation.parquet")
+    if not partial["r"].notna().any():
+        problems.append("Table 1: no partial correlation was computed for any family")
+    print(f"{len(stems)} figures, {n_episodes} judged episodes ({len(bad) // 14 if len(bad) else 0} invalid), "
+          f"{len(per_agent)} agent scorings of 7 dimensions, Table 1 rows with r: {int(partial['r'].notna().sum())}")
+    for p in problems:
+        print("PROBLEM:", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Analysis stage: SyncR2 against social performance, relationship closeness."""

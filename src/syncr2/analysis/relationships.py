@@ -1,0 +1,336 @@
+"""Relationship closeness (Figure 5): SyncR2 per relationship category.
+
+ANALYSES.md section 5, PROTOCOL.md section 8. Only tasks from the configured
+sources (default social_iqa, social_chemistry, normbank) count. Two modes:
+
+* ``paper``: per split seed, the standard fixed-size split of the filtered
+  tasks; the maps fitted on the full train set re-score the test samples of
+  each relationship category, on equal-size subsamples (the smallest count
+  among the categories present in the test set), ``n_subsample_seeds`` draws.
+* ``crossfit`` (ours): group k-fold by task over ALL filtered samples (no
+  size cap); every sample is predicted by the fold that did not train on it,
+  then equal-size subsamples per category are scored on those out-of-fold
+  predictions, so every filtered task counts.
+
+A ridge map depends only on its train rows, so one fit per (split or fold,
+layer pair) scores every subset: :func:`subset_r2_grids` predicts the test rows
+once and accumulates each subset's residuals, which equals calling the R2
+engine with the same train rows and the subset as test rows (and, for
+``crossfit``, an sklearn fit per fold scored on the pooled predictions).
+
+A category present in the filtered data but absent from a test set is a row
+with status ``missing`` and n_test 0; one with fewer than ``min_samples``
+test samples is ``too_few`` (SyncR2 NaN); neither is ever a silent zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..core.atomic import atomic_path
+from ..synchrony.datasets import (
+    ConditionDataset,
+    build_dataset,
+    fixed_size_split,
+    open_by_speaker,
+)
+from ..synchrony.ridge import resolve_device
+from ..synchrony.sync import sync_r2
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOURCES = ("social_iqa", "social_chemistry", "normbank")
+MODES = ("paper", "crossfit")
+RELATIONSHIP_COLUMNS = (
+    "pair", "direction", "mode", "split_seed", "subsample_seed", "relationship", "relationship_name",
+    "n_test", "n_available", "n_tasks", "syncr2", "syncr2_unclipped", "status",
+)
+_EPS = float(np.finfo(np.float64).eps)
+
+Folds = Sequence[tuple[np.ndarray, np.ndarray]]
+
+
+def _hat(x: torch.Tensor, train: torch.Tensor, test: torch.Tensor, alpha: float) -> torch.Tensor:
+    """(n_test, n_train) matrix P: ridge predictions = P @ (centred train targets) + train mean."""
+    xtr = x[train]
+    mean = xtr.mean(0)
+    xc, xte = xtr - mean, x[test] - mean
+    if xc.shape[1] <= xc.shape[0]:
+        system = xc.T @ xc
+        system.diagonal().add_(alpha)
+        return xte @ torch.cholesky_solve(xc.T, torch.linalg.cholesky(system))
+    system = xc @ xc.T
+    system.diagonal().add_(alpha)
+    return torch.cholesky_solve(xc @ xte.T, torch.linalg.cholesky(system)).T
+
+
+def subset_r2_grids(
+    load_source,
+    load_target,
+    n_source_layers: int,
+    n_target_layers: int,
+    folds: Folds,
+    subsets: Sequence[np.ndarray],
+    alpha: float = 0.1,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Test R2 (n_subsets, L_A, L_B) of every layer pair's ridge map on each subset of test rows.
+
+    ``load_source(l)`` / ``load_target(l)`` return (n, D) arrays; ``folds`` are
+    (train, test) row indices with disjoint test sets; each subset's rows lie in
+    the union of the test sets and are predicted by the fold that holds them
+    as test rows. R2 is scikit-learn's ``r2_score`` (uniform average over
+    target dimensions, the subset's own mean); a target dimension constant on
+    a subset scores 1 if predicted exactly (to rounding), else 0.
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    dev = resolve_device(device)
+    first = np.asarray(load_target(0))
+    n = first.shape[0]
+    fold_of = np.full(n, -1)
+    pos_in_fold = np.zeros(n, dtype=np.int64)
+    for f, (train, test) in enumerate(folds):
+        train, test = np.asarray(train), np.asarray(test)
+        if len(train) == 0 or len(test) == 0:
+            raise ValueError(f"fold {f} has an empty train or test set")
+        if (fold_of[test] >= 0).any():
+            raise ValueError(f"fold {f}'s test rows overlap an earlier fold's")
+        fold_of[test] = f
+        pos_in_fold[test] = np.arange(len(test))
+    member = []  # per fold: (n_subsets, n_test_f) 0/1 matrix
+    for f, (_, test) in enumerate(folds):
+        member.append(np.zeros((len(subsets), len(test))))
+    for s, rows in enumerate(subsets):
+        rows = np.asarray(rows)
+        if len(rows) < 2 or len(np.unique(rows)) != len(rows):
+            raise ValueError(f"subset {s} needs at least 2 distinct rows")
+        if (fold_of[rows] < 0).any():
+            raise ValueError(f"subset {s} holds rows that no fold predicts")
+        for f in np.unique(fold_of[rows]):
+            r = rows[fold_of[rows] == f]
+            member[f][s, pos_in_fold[r]] = 1.0
+    # Predict only the test rows some subset uses: the fit does not depend on the others.
+    member_t, folds_t = [], []
+    for (train, test), mem in zip(folds, member):
+        used = mem.any(0)
+        member_t.append(torch.as_tensor(mem[:, used], device=dev))
+        folds_t.append((torch.as_tensor(np.asarray(train), device=dev),
+                        torch.as_tensor(np.asarray(test)[used], device=dev)))
+
+    targets = []  # as loaded (shards give float32) on the device, upcast per use
+    weights = []  # (n_subsets, D): 1 / SS_tot of varying dims, 0 for constant ones
+    constant = []  # (n_subsets, D) bool
+    tolerance = []  # (n_subsets, D) residual below which a constant dim counts as exact
+    for b in range(n_target_layers):
+        y = np.asarray(first if b == 0 else load_target(b))
+        if y.dtype not in (np.float32, np.float64):
+            y = y.astype(np.float64)
+        if y.shape[0] != n:
+            raise ValueError(f"target layer {b}: expected {n} rows, got {y.shape[0]}")
+        targets.append(torch.as_tensor(y, device=dev))
+        w = np.zeros((len(subsets), y.shape[1]))
+        c = np.zeros_like(w, dtype=bool)
+        tol = np.zeros_like(w)
+        for s, rows in enumerate(subsets):
+            ys = y[np.asarray(rows)].astype(np.float64)
+            ss = ((ys - ys.mean(0)) ** 2).sum(0)
+            mag = np.abs(ys).max(0)
+            c[s] = ss <= len(rows) * (2.0 * len(rows) * _EPS * mag) ** 2
+            w[s, ~c[s]] = 1.0 / ss[~c[s]]
+            tol[s] = len(rows) * (2.0 * n * _EPS * np.maximum(mag, 1e-300)) ** 2
+        weights.append(torch.as_tensor(w, device=dev))
+        constant.append(torch.as_tensor(c, device=dev))
+        tolerance.append(torch.as_tensor(tol, device=dev))
+    del first
+
+    weighted = torch.zeros((len(subsets), n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
+    const_res = [torch.zeros((len(subsets), n_source_layers, int(constant[b].shape[1])), dtype=torch.float64,
+                             device=dev) if bool(constant[b].any()) else None for b in range(n_target_layers)]
+    for a in tqdm(range(n_source_layers), desc="source layers", disable=not progress, leave=False):
+        x = torch.as_tensor(np.asarray(load_source(a)), device=dev).to(torch.float64)
+        if x.shape[0] != n or not bool(torch.isfinite(x).all()):
+            raise ValueError(f"source layer {a}: expected {n} finite rows, got shape {tuple(x.shape)}")
+        for (train, test), mem in zip(folds_t, member_t):
+            if mem.shape[1] == 0:
+                continue
+            hat = _hat(x, train, test, alpha)
+            for b in range(n_target_layers):
+                y = targets[b]
+                ytr = y[train].to(torch.float64)
+                mean = ytr.mean(0)
+                resid = (y[test].to(torch.float64) - (hat @ (ytr - mean) + mean)) ** 2
+                per_subset = mem @ resid  # (n_subsets, D) residual sums of squares
+                weighted[:, a, b] += (per_subset * weights[b]).sum(1)
+                if const_res[b] is not None:
+                    const_res[b][:, a, :] += per_subset * constant[b]
+    out = torch.empty_like(weighted)
+    for b in range(n_target_layers):
+        n_dim = weights[b].shape[1]
+        n_varying = (~constant[b]).sum(1).to(torch.float64)  # (n_subsets,)
+        score = n_varying[:, None] - weighted[:, :, b]
+        if const_res[b] is not None:
+            exact = (const_res[b] <= tolerance[b][:, None, :]) & constant[b][:, None, :]
+            score = score + exact.sum(2)
+        out[:, :, b] = score / n_dim
+    return out.cpu().numpy()
+
+
+def group_kfold(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k folds by group: groups shuffled with ``seed``, each to the fold holding the fewest samples so far."""
+    groups = np.asarray(groups)
+    unique, counts = np.unique(groups, return_counts=True)
+    if not 2 <= k <= len(unique):
+        raise ValueError(f"crossfit needs 2 <= k <= number of tasks ({len(unique)}), got k={k}")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    fold_of_group: dict = {}
+    sizes = np.zeros(k, dtype=np.int64)
+    for i in order:
+        f = int(np.argmin(sizes))
+        fold_of_group[unique[i]] = f
+        sizes[f] += counts[i]
+    fold = np.array([fold_of_group[g] for g in groups])
+    all_rows = np.arange(len(groups))
+    return [(all_rows[fold != f], all_rows[fold == f]) for f in range(k)]
+
+
+def _task_info(dataset: ConditionDataset, tasks: pd.DataFrame) -> pd.DataFrame:
+    """source, relationship and relationship_name of every sample, from the task table."""
+    need = ["task_id", "source", "relationship", "relationship_name"]
+    missing = [c for c in need if c not in tasks.columns]
+    if missing:
+        raise ValueError(f"task table lacks column(s) {', '.join(missing)}")
+    info = tasks[need].drop_duplicates("task_id").set_index("task_id")
+    ids = dataset.pairs["task_id"]
+    unknown = sorted(set(ids) - set(info.index))
+    if unknown:
+        raise ValueError(f"task id(s) {unknown[:10]} of the shards are not in the task table")
+    return info.loc[ids.to_numpy()].reset_index()
+
+
+def _draw_subsets(cats: np.ndarray, pool: np.ndarray, ok: Sequence[int], m: int, seed: int,
+                  sub_seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng([seed, sub_seed])
+    return [np.sort(rng.choice(pool[cats[pool] == c], size=m, replace=False)) for c in ok]
+
+
+def relationship_table(
+    genuine: Mapping[int, object] | Sequence[str | os.PathLike[str]],
+    tasks: pd.DataFrame,
+    pair: str,
+    *,
+    directions: Sequence[str] = ("AtoB", "BtoA"),
+    mode: str = "paper",
+    size: int = 6500,
+    test_fraction: float = 0.2,
+    split_seeds: Sequence[int] = (0, 1, 2),
+    k: int = 5,
+    n_subsample_seeds: int = 3,
+    sources: Sequence[str] = DEFAULT_SOURCES,
+    alpha: float = 0.1,
+    top_k: int = 1,
+    min_samples: int = 10,
+    device: str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """SyncR2 per relationship category of one ordered pair, experimental condition.
+
+    ``genuine``: the pair's genuine shard paths (or ``open_by_speaker``'s
+    result); ``tasks``: the task table. ``mode`` "paper" uses the fixed-size
+    split (``size``, ``test_fraction``) per split seed; "crossfit" uses group
+    k-fold by task over all filtered samples, folds drawn with each split seed.
+    One row per (direction, split seed, subsample seed, category); columns
+    :data:`RELATIONSHIP_COLUMNS`. ``n_available`` is the category's sample
+    count in the pool scored (paper: the test set; crossfit: all), ``n_test``
+    the subsample size actually scored.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if n_subsample_seeds < 1:
+        raise ValueError(f"n_subsample_seeds must be >= 1, got {n_subsample_seeds}")
+    if min_samples < 2:
+        raise ValueError(f"min_samples must be >= 2, got {min_samples}")
+    gen = genuine if isinstance(genuine, Mapping) else open_by_speaker(genuine, "genuine")
+    rows: list[dict] = []
+    for direction in directions:
+        ds = build_dataset(gen, "experimental", direction)
+        info = _task_info(ds, tasks)
+        sel = np.flatnonzero(info["source"].isin(list(sources)).to_numpy())
+        if len(sel) == 0:
+            raise ValueError(f"pair {pair} {direction}: no samples from tasks of sources {list(sources)}")
+        groups = info["task_id"].to_numpy()[sel]
+        cats = info["relationship"].to_numpy()[sel].astype(np.int64)
+        names = dict(zip(info["relationship"].astype(np.int64), info["relationship_name"]))
+        categories = sorted(set(cats.tolist()))
+        log.info("pair %s %s: %d samples of %d tasks from %s; categories %s", pair, direction, len(sel),
+                 len(np.unique(groups)), list(sources), [names[c] for c in categories])
+        for seed in split_seeds:
+            if mode == "paper":
+                train, test = fixed_size_split(groups, size, seed, test_fraction)
+                folds = [(train, test)]
+                pool = test
+            else:
+                folds = group_kfold(groups, k, seed)
+                pool = np.arange(len(sel))
+            counts = {c: int((cats[pool] == c).sum()) for c in categories}
+            ok = [c for c in categories if counts[c] >= min_samples]
+            m = min((counts[c] for c in ok), default=0)
+            subsets: list[np.ndarray] = []
+            for sub_seed in range(n_subsample_seeds):
+                subsets += _draw_subsets(cats, pool, ok, m, seed, sub_seed) if ok else []
+            grids = None
+            if subsets:
+                grids = subset_r2_grids(
+                    lambda a, ds=ds, sel=sel: ds.load_source(a, sel),
+                    lambda b, ds=ds, sel=sel: ds.load_target(b, sel),
+                    ds.source.n_layers, ds.target.n_layers, folds, subsets,
+                    alpha=alpha, device=device, progress=progress,
+                )
+            for sub_seed in range(n_subsample_seeds):
+                for c in categories:
+                    row = {"pair": pair, "direction": direction, "mode": mode, "split_seed": int(seed),
+                           "subsample_seed": sub_seed, "relationship": c, "relationship_name": names[c],
+                           "n_test": 0, "n_available": counts[c],
+                           "n_tasks": len(np.unique(groups[pool][cats[pool] == c])),
+                           "syncr2": np.nan, "syncr2_unclipped": np.nan}
+                    if c in ok:
+                        grid = grids[sub_seed * len(ok) + ok.index(c)]
+                        kk = min(top_k, grid.shape[1])
+                        row.update(n_test=m, status="ok", syncr2=sync_r2(grid, top_k=kk).value,
+                                   syncr2_unclipped=sync_r2(grid, top_k=kk, clip=False).value)
+                    else:
+                        row.update(n_test=counts[c], status="missing" if counts[c] == 0 else "too_few")
+                    rows.append(row)
+            absent = [f"{names[c]} ({counts[c]})" for c in categories if c not in ok]
+            if absent:
+                log.warning("pair %s %s %s seed %d: categories missing or below %d test samples: %s",
+                            pair, direction, mode, seed, min_samples, ", ".join(absent))
+    return pd.DataFrame(rows, columns=list(RELATIONSHIP_COLUMNS))
+
+
+def run_relationships(
+    genuine: Mapping[str, Sequence[str | os.PathLike[str]]],
+    tasks_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    **options,
+) -> Path:
+    """CLI entry: :func:`relationship_table` of every pair (pair key -> genuine shard paths), one parquet.
+
+    ``options`` are relationship_table's keyword arguments (mode, size, ...).
+    """
+    tasks = pd.read_parquet(tasks_path)
+    frames = [relationship_table(paths, tasks, pair, **options) for pair, paths in sorted(genuine.items())]
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RELATIONSHIP_COLUMNS))
+    with atomic_path(out_path) as tmp:
+        table.to_parquet(tmp, index=False)
+    log.info("wrote %s (%d rows)", out_path, len(table))
+    return Path(out_path)
