@@ -174,3 +174,33 @@ def test_run_correlation_writes_parquets(tmp_path):
     assert list(corr.family) == ["Mistral", "Llama", "Cross", "all"] and list(corr.n) == [6, 6, 9, 21]
     assert len(pd.read_parquet(paths[2])) == 8
     assert not list((tmp_path / "out").glob(".*tmp*"))
+
+
+def test_pair_scores_unclipped_and_one_order_only():
+    """`score="unclipped"` reads syncr2_unclipped; a pair run in one order only uses that order (hand oracle)."""
+    import pandas as _pd
+
+    from syncr2.analysis.pair_scores import pair_scores as _pair_scores
+
+    rows = []
+    values = {("a", "b", "AtoB"): (0.0, -3.0), ("a", "b", "BtoA"): (0.0, -5.0),
+              ("b", "a", "AtoB"): (0.1, -1.0), ("b", "a", "BtoA"): (0.0, -2.0),
+              ("a", "a", "AtoB"): (0.2, -4.0), ("a", "a", "BtoA"): (0.3, -6.0)}
+    for (m1, m2, d), (clipped, raw) in values.items():
+        rows.append({"pair": f"{m1}__{m2}", "condition": "experimental", "direction": d,
+                     "syncr2": clipped, "syncr2_unclipped": raw})
+    summary = _pd.DataFrame(rows)
+    perf = _pd.DataFrame([{"level": lvl, "pair": p, "overall": v} for p, v in (("a__b", 2.0), ("a__a", 3.0))
+                          for lvl in ("averaged", "one_order")])
+    fam = {"a": "F", "b": "F"}
+    raw = _pair_scores(summary, perf, fam, ["a", "b"], score="unclipped").set_index("pair")
+    assert raw.loc["a__b", "syncr2_four_way"] == (-3 - 5 - 1 - 2) / 4
+    assert raw.loc["a__b", "syncr2_atob"] == (-3 - 1) / 2
+    assert raw.loc["a__a", "syncr2_four_way"] == -5.0 and (raw["syncr2_score"] == "unclipped").all()
+    clipped = _pair_scores(summary, perf, fam, ["a", "b"]).set_index("pair")
+    assert clipped.loc["a__b", "syncr2_four_way"] == 0.1 / 4
+    one_order = summary[summary["pair"] != "b__a"]
+    only = _pair_scores(one_order, perf, fam, ["a", "b"], score="unclipped").set_index("pair")
+    assert only.loc["a__b", "syncr2_four_way"] == -4.0 and only.loc["a__b", "orders"] == "a__b"
+    with pytest.raises(ValueError, match="score must be one of"):
+        _pair_scores(summary, perf, fam, ["a", "b"], score="raw")

@@ -32,6 +32,7 @@ def reduced_config() -> dict:
     cfg["tasks"].update(limit=6, block_size=6)
     cfg["conditions"] = ["experimental", "passive"]
     cfg["r2"]["size"] = 10
+    cfg["analysis"]["relationships"]["size"] = 10  # 3 of the 6 tasks are of Figure 5's sources
     return cfg
 
 
@@ -147,9 +148,9 @@ def test_deleted_intermediate_is_rebuilt_alone(run_copy):
     target = f"results/r2/{PAIR}/passive/AtoB.parquet"
     original = pd.read_parquet(run_copy / target)
     (run_copy / target).unlink()
-    jobs = dry_run(run_copy, "--configfile", str(run_copy / "reduced.yaml"), target)
+    jobs = dry_run(run_copy, target, "--configfile", str(run_copy / "reduced.yaml"))
     assert rule_counts(jobs) == Counter({"r2_table": 1})
-    proc = snakemake_run(run_copy, "--configfile", str(run_copy / "reduced.yaml"), target)
+    proc = snakemake_run(run_copy, target, "--configfile", str(run_copy / "reduced.yaml"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     pd.testing.assert_frame_equal(pd.read_parquet(run_copy / target), original)
 
@@ -159,8 +160,8 @@ def test_unfillable_size_fails_in_the_check_before_any_r2_job(run_copy):
     episodes = pd.read_parquet(run_copy / f"results/episodes/{PAIR}/seed0/block0.parquet")
     lengths = episodes.groupby("task_id")["turn"].max() + 1
     cfg = reduced_config()
-    cfg["r2"]["size"] = 6 * 8 - 1  # the turn cap (16 turns: 8 AtoB samples per episode) fills it
-    assert lengths.sum() // 2 < cfg["r2"]["size"], "the demo episodes were expected to end early"
+    cfg["r2"]["size"] = 6 * 7 - 2  # the turn cap (16 turns: 7 BtoA samples per episode) fills it
+    assert (lengths // 2).sum() < cfg["r2"]["size"], "the demo episodes were expected to end early"
     for path in (run_copy / "results/r2").rglob("*.parquet"):
         path.unlink()
     proc = snakemake_run(run_copy, "--configfile", write_config(run_copy, "big.yaml", cfg))

@@ -58,3 +58,16 @@ def test_largest_fillable_size_is_fillable_and_the_next_is_not():
     with pytest.raises(DatasetError):
         for seed in (0, 1, 2):
             fixed_size_split(groups, best + 1, seed, 0.2)
+
+
+def test_relationship_subset_is_checked_on_its_tasks_only(tmp_path):
+    turns = episodes_with_lengths({(t, 0): 8 for t in range(6)})  # 4 AtoB samples per episode
+    path = tmp_path / "results/episodes/a__b/seed0/block0.parquet"
+    path.parent.mkdir(parents=True)
+    turns.to_parquet(path)
+    table = check_sample_sizes({"a__b": [path]}, ["experimental"], ["AtoB"], 10, 0.2, [0], task_ids=[0, 1],
+                               analysis="relationships")
+    row = table.iloc[0]
+    assert row.analysis == "relationships" and row.n_samples == 8 and row.n_groups == 2 and not row.ok
+    with pytest.raises(DatasetError, match=r"lower analysis.relationships.size to <= "):
+        require_fillable(table, {"a__b": [path]}, 0.2, [0], {"relationships": [0, 1]})

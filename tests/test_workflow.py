@@ -104,7 +104,8 @@ def downstream_outputs() -> list[list[str]]:
     relationships = [f"results/relationships/{p}.parquet" for p in PAIRS]
     per_condition = [f"results/summary/synchrony_{c}.parquet" for c in CONDITIONS]
     analysis = [f"results/summary/{n}.parquet" for n in ("pair_scores", "correlation", "partial_correlation")]
-    return [passive + evals + ["results/checks/sample_sizes.parquet"],
+    checks = [f"results/checks/sample_sizes_{c}.parquet" for c in CONDITIONS + ["relationships"]]
+    return [passive + evals + checks,
             r2 + relationships + ["results/summary/performance.parquet"],
             per_condition + ["results/summary/relationships.parquet"],
             ["results/summary/synchrony.parquet"], figure_outputs() + analysis, social_outputs()]
@@ -134,13 +135,13 @@ def test_default_dag_from_scratch(workdir):
     n_runs = len(PAIRS) * len(SEEDS) * len(BLOCKS)
     assert rule_counts(jobs) == Counter({
         "tasks": 1, "build_tiny_model": len(MODELS), "build_judge_model": 1, "simulate": n_runs,
-        "read_passive": n_runs, "judge": n_runs, "check_sizes": 1,
+        "read_passive": n_runs, "judge": n_runs, "check_sizes": len(CONDITIONS), "check_relationship_sizes": 1,
         "r2_table": len(PAIRS) * len(CONDITIONS) * len(DIRECTIONS), "relationships": len(PAIRS),
         "relationships_summary": 1, "performance": 1, "synchrony_condition": len(CONDITIONS), "synchrony": 1,
         "correlate": 1, "figures": 1, "social_figures": 1, "all": 1,
     })
     r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
-    assert r2_outputs == sorted(downstream_outputs()[1])
+    assert r2_outputs == sorted(o for o in downstream_outputs()[1] if o.startswith("results/r2/"))
 
 
 def test_complete_results_need_nothing(workdir):
@@ -225,7 +226,8 @@ def test_paper_config_lists_the_full_job_set(workdir):
     jobs = [(rule, block) for rule, block in job_blocks(proc.stdout + proc.stderr)]
     n_runs = 36 * 5 * 9  # ordered pairs x seeds x blocks of 50 of the 450 tasks
     assert Counter(rule for rule, _ in jobs) == Counter({
-        "tasks": 1, "simulate": n_runs, "read_passive": n_runs, "judge": n_runs, "check_sizes": 1,
+        "tasks": 1, "simulate": n_runs, "read_passive": n_runs, "judge": n_runs, "check_sizes": 4,
+        "check_relationship_sizes": 1,
         "r2_table": 36 * 4 * 2, "relationships": 36, "relationships_summary": 1, "performance": 1,
         "synchrony_condition": 4, "synchrony": 1, "correlate": 1, "figures": 1, "social_figures": 1, "all": 1,
     })
@@ -268,7 +270,7 @@ def test_readme_new_lag_command(workdir):
 
 def test_readme_single_condition_command_declares_no_figure_of_other_conditions(workdir):
     """The figures job of a passive-only study may only remove files it declares: none of the others'."""
-    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    fake(workdir, [genuine_outputs()])
     jobs = dry_run(workdir, *readme_args(README_PASSIVE_ONLY))
     figure_jobs = [outs for rule, outs in jobs if rule == "figures"]
     assert len(figure_jobs) == 1
@@ -294,9 +296,13 @@ def test_paper_config_requires_the_users_sotopia_directory(workdir):
     out = dry_run_fails(workdir, "--configfile", str(REPO / "config" / "paper.yaml"),
                         "--config", 'tasks={"source": "sotopia_exports", "path": "no/such/dir"}')
     assert "no/such/dir" in out and "env_agent_combos.json" in out
+    out = dry_run_fails(workdir, "--configfile", str(REPO / "config" / "paper.yaml"),
+                        "--config", f'tasks={{"source": "sotopia_exports", "path": "{SHARED_SOTOPIA}"}}')
+    assert "judge.openai_http.base_url is not set" in out
     jobs = dry_run(workdir, "--configfile", str(REPO / "config" / "paper.yaml"),
-                   "--config", f'tasks={{"source": "sotopia_exports", "path": "{SHARED_SOTOPIA}"}}')
-    assert rule_counts(jobs)["simulate"] == 36 * 5 * 9
+                   "--config", f'tasks={{"source": "sotopia_exports", "path": "{SHARED_SOTOPIA}"}}',
+                   'judge={"openai_http": {"base_url": "http://judge-node:8000/v1"}}')
+    assert rule_counts(jobs)["simulate"] == 36 * 5 * 9 and rule_counts(jobs)["judge"] == 36 * 5 * 9
 
 
 def test_snakemake_ends_without_the_litellm_warning(workdir):
@@ -325,5 +331,5 @@ def test_comments_cite_only_files_in_the_repository():
         for name in re.findall(r"\b([\w./-]+\.(?:md|txt|yaml|smk|rst|py))\b", path.read_text()):
             if name.startswith(("syncr2.", "http")) or "/" not in name and not name.isupper():
                 continue
-            assert (REPO / name).exists() or (path.parent / name).exists(), f"{path} cites {name}"
+            assert any((base / name).exists() for base in (REPO, path.parent, path.parent.parent)), f"{path} cites {name}"
         assert "PROTOCOL" not in path.read_text() and "ANALYSES" not in path.read_text(), path

@@ -49,9 +49,17 @@ def cmd_check_sizes(args: argparse.Namespace) -> None:
     episodes: dict[str, list[str]] = defaultdict(list)
     for path in args.episodes:
         episodes[pair_of_episode_file(path)].append(path)
+    ids = None
+    if args.sources:
+        import pandas as pd
+
+        if not args.tasks:
+            raise ValueError("check-sizes: --sources needs --tasks (the task table)")
+        tasks = pd.read_parquet(args.tasks, columns=["task_id", "source"])
+        ids = tasks.loc[tasks["source"].isin(args.sources), "task_id"].tolist()
     table = check_sample_sizes(episodes, args.conditions, args.directions, args.size, args.test_fraction,
-                               args.split_seeds)
-    require_fillable(table, episodes, args.test_fraction, args.split_seeds)
+                               args.split_seeds, task_ids=ids, analysis=args.analysis)
+    require_fillable(table, episodes, args.test_fraction, args.split_seeds, {args.analysis: ids})
     write_size_table(table, args.out)
     log.info("r2.size %d fits all %d datasets (fewest samples: %d); wrote %s", args.size, len(table),
              int(table["n_samples"].min()), args.out)
@@ -142,7 +150,7 @@ def cmd_correlate(args: argparse.Namespace) -> None:
     for path in run_correlation(
         args.summary, args.performance, args.families, args.model_order, args.abilities, args.out_dir,
         condition=args.condition, min_pairs_correlation=args.min_pairs_correlation,
-        min_pairs_partial=args.min_pairs_partial,
+        min_pairs_partial=args.min_pairs_partial, score=args.syncr2,
     ):
         log.info("wrote %s", path)
 
@@ -159,6 +167,7 @@ def cmd_relationships(args: argparse.Namespace) -> None:
             args.genuine, tasks, args.pair, mode=mode, size=args.size, test_fraction=args.test_fraction,
             split_seeds=tuple(args.split_seeds), k=args.folds, n_subsample_seeds=args.subsample_seeds,
             sources=tuple(args.sources), alpha=args.alpha, top_k=args.top_k, device=args.device,
+            min_samples=args.min_samples,
         )
         for mode in args.modes
     ]
@@ -174,7 +183,7 @@ def cmd_social_figures(args: argparse.Namespace) -> None:
     from .report.html_tables import write_html_table
     from .report.social_figures import make_social
 
-    make_social(args.summary_dir, args.figures_dir, args.tables_dir, args.abbreviations or None)
+    make_social(args.summary_dir, args.figures_dir, args.tables_dir, args.abbreviations or None, args.syncr2)
     sections = []
     for name, heading in (("performance", "Social performance (Sotopia-eval; invalid judge replies counted)"),
                           ("correlation", "Figure 6: Pearson r of SyncR2 and performance per family"),
@@ -333,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, required=True, help=_SIZE_HELP)
     p.add_argument("--test-fraction", type=float, default=0.2, help="test part of the size")
     p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds")
+    p.add_argument("--sources", nargs="*", default=None,
+                   help="check the tasks of these sources only (Figure 5's split; default: every task)")
+    p.add_argument("--tasks", default=None, help="the task table (needed with --sources)")
+    p.add_argument("--analysis", default="r2", choices=["r2", "relationships"],
+                   help="which analysis the size is for (named in the table and the messages)")
     p.add_argument("--out", required=True, help="size table to write (Parquet)")
     p.set_defaults(func=cmd_check_sizes)
 
@@ -414,6 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--condition", default="experimental", help="the condition whose SyncR2 is correlated")
     p.add_argument("--min-pairs-correlation", type=int, default=3, help="fewest pairs for a family's Pearson r")
     p.add_argument("--min-pairs-partial", type=int, default=4, help="fewest pairs for a family's partial r")
+    p.add_argument("--syncr2", choices=["clipped", "unclipped"], default="clipped",
+                   help="the SyncR2 correlated: the paper's (floored at 0 per source layer) or unclipped")
     p.add_argument("--out-dir", required=True, help="directory for the three Parquet tables")
     p.set_defaults(func=cmd_correlate)
 
@@ -428,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2], help="split (or fold) seeds")
     p.add_argument("--folds", type=int, default=5, help="crossfit: group k-fold by task")
     p.add_argument("--subsample-seeds", type=int, default=3, help="equal-size subsamples per split")
+    p.add_argument("--min-samples", type=int, default=10, help="fewest test samples a category needs for a score")
     p.add_argument("--sources", nargs="+", default=["social_iqa", "social_chemistry", "normbank"],
                    help="task sources kept")
     p.add_argument("--alpha", type=float, default=0.1, help="ridge penalty")
@@ -439,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(sub, "social-figures", "Figures 5 and 6, Table 1 and the performance tables")
     p.add_argument("--summary-dir", required=True, help="results/summary (the analysis tables)")
     p.add_argument("--abbreviations", type=_json_arg, default={}, help='JSON {"model key": "label"} for Figure 6')
+    p.add_argument("--syncr2", choices=["clipped", "unclipped"], default="clipped", help="the SyncR2 of Figure 5")
     p.add_argument("--figures-dir", required=True, help="directory for PNG and PDF figures")
     p.add_argument("--tables-dir", required=True, help="directory for CSV, Markdown and HTML tables")
     p.set_defaults(func=cmd_social_figures)

@@ -25,6 +25,9 @@ CONDITIONS = list(config["conditions"])
 DIRECTIONS = list(config["directions"])
 FIGURES = planned_figures(list(PAIRS), CONDITIONS, DIRECTIONS)
 FAMILIES = {m: spec.get("family", m) for m, spec in config["models"].items()}
+# Names unordered pairs a__b (a first) and picks Table 1's order of a same-family pair:
+# a list in the config, else the sorted keys (never the mapping's order, which is no meaning).
+MODEL_ORDER = config["analysis"].get("model_order") or sorted(config["models"])
 
 
 wildcard_constraints:

@@ -79,9 +79,11 @@ rule social_figures:
     resources:
         **cpu_resources(),
     params:
+        score=config["analysis"]["syncr2"],
         abbreviations=canon(
             {m: spec.get("abbreviation", m) for m, spec in config["models"].items()}
         ),
     shell:
         "python -m syncr2 social-figures --summary-dir results/summary --abbreviations {params.abbreviations:q} "
+        "--syncr2 {params.score} "
         "--figures-dir reports/figures --tables-dir reports/tables 2> {log}"

@@ -65,7 +65,7 @@ rule performance:
         **cpu_resources(),
     params:
         families=canon(FAMILIES),
-        model_order=" ".join(config["models"]),
+        model_order=" ".join(MODEL_ORDER),
         aggregation=JUDGE["aggregation"],
         first_family=config["analysis"]["one_order_first_family"],
     shell:

@@ -2,7 +2,7 @@ R2 = config["r2"]
 
 
 rule check_sizes:
-    """CPU job, before any R2 job: do the simulated episodes fill r2.size for every dataset?"""
+    """CPU job, before any R2 job of a condition: do the simulated episodes fill r2.size?"""
     input:
         expand(
             "results/episodes/{pair}/seed{seed}/block{block}.parquet",
@@ -11,21 +11,20 @@ rule check_sizes:
             block=BLOCKS,
         ),
     output:
-        "results/checks/sample_sizes.parquet",
+        "results/checks/sample_sizes_{condition}.parquet",
     log:
-        "logs/check_sizes.log",
+        "logs/check_sizes/{condition}.log",
     conda:
         "../../envs/cpu.yaml"
     resources:
         **cpu_resources(),
     params:
-        conditions=" ".join(CONDITIONS),
         directions=" ".join(DIRECTIONS),
         size=R2["size"],
         test_fraction=R2["test_fraction"],
         split_seeds=" ".join(map(str, R2["split_seeds"])),
     shell:
-        "python -m syncr2 check-sizes --episodes {input} --conditions {params.conditions} "
+        "python -m syncr2 check-sizes --episodes {input} --conditions {wildcards.condition} "
         "--directions {params.directions} --size {params.size} --test-fraction {params.test_fraction} "
         "--split-seeds {params.split_seeds} --out {output} 2> {log}"
 
@@ -34,7 +33,7 @@ rule r2_table:
     """CPU job: test-set R2 of every layer pair of one (pair, condition, direction)."""
     input:
         # ancient: the check must pass first, but its rewrite after another pair's rerun reruns nothing here
-        sizes=ancient("results/checks/sample_sizes.parquet"),
+        sizes=ancient("results/checks/sample_sizes_{condition}.parquet"),
         genuine=lambda wc: rep_shards(wc.pair, "genuine"),
         passive=lambda wc: (
             rep_shards(wc.pair, "passive") if wc.condition == "passive" else []
@@ -98,5 +97,8 @@ rule synchrony:
         "../../envs/cpu.yaml"
     resources:
         **cpu_resources(),
+    params:
+        # the combined summary holds exactly the configured conditions
+        conditions=" ".join(CONDITIONS),
     shell:
         "python -m syncr2 concat --inputs {input} --out {output} 2> {log}"

@@ -165,11 +165,12 @@ def run_correlation(
     condition: str = "experimental",
     min_pairs_correlation: int = 3,
     min_pairs_partial: int = 4,
+    score: str = "clipped",
 ) -> list[Path]:
     """CLI entry: pair_scores, correlation and partial_correlation parquets in ``out_dir``."""
     out = Path(out_dir)
     scores = pair_scores(pd.read_parquet(summary_path), pd.read_parquet(performance_path),
-                         families, model_order, condition)
+                         families, model_order, condition, score)
     return [
         _write_parquet(scores, out / "pair_scores.parquet"),
         _write_parquet(family_correlations(scores, min_n=min_pairs_correlation), out / "correlation.parquet"),

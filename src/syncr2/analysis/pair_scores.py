@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 PAIR_SCORE_COLUMNS = (
     "pair", "model_a", "model_b", "family",
-    "performance_averaged", "performance_one_order", "syncr2_four_way", "syncr2_atob", "orders",
+    "performance_averaged", "performance_one_order", "syncr2_four_way", "syncr2_atob", "orders", "syncr2_score",
 )
 
 
@@ -72,8 +72,13 @@ def pair_scores(
     families: Mapping[str, str],
     model_order: Sequence[str],
     condition: str = "experimental",
+    score: str = "clipped",
 ) -> pd.DataFrame:
     """Performance and SyncR2 of every unordered pair found in either input.
+
+    ``score`` picks the SyncR2 correlated: ``clipped`` (the paper's, floored at 0
+    per source layer) or ``unclipped`` (the ``syncr2_unclipped`` column: the one
+    that still varies when every best-target R2 is negative, as in the demo).
 
     Every speaking order of a pair that the study ran needs its A->B and B->A
     rows of ``condition`` in ``summary`` (the paper runs both orders; a config
@@ -81,12 +86,16 @@ def pair_scores(
     its ``averaged`` and ``one_order`` rows in ``performance``; anything
     missing raises a ValueError naming the pair.
     """
-    missing = [c for c in ("pair", "condition", "direction", "syncr2") if c not in summary.columns]
+    scores = {"clipped": "syncr2", "unclipped": "syncr2_unclipped"}
+    if score not in scores:
+        raise ValueError(f"score must be one of {sorted(scores)}, got {score!r}")
+    value_column = scores[score]
+    missing = [c for c in ("pair", "condition", "direction", value_column) if c not in summary.columns]
     if missing:
         raise ValueError(f"synchrony summary lacks column(s) {', '.join(missing)}")
     sync_rows = summary[(summary["condition"] == condition) & summary["direction"].isin(["AtoB", "BtoA"])]
     sync: dict[tuple[str, str, str], float] = {}
-    for pair, direction, value in zip(sync_rows["pair"], sync_rows["direction"], sync_rows["syncr2"]):
+    for pair, direction, value in zip(sync_rows["pair"], sync_rows["direction"], sync_rows[value_column]):
         m1, m2 = split_pair(pair)
         if (m1, m2, direction) in sync:
             raise ValueError(f"synchrony summary has two {condition} {direction} rows for pair {pair}")
@@ -118,6 +127,7 @@ def pair_scores(
             "syncr2_four_way": float(np.mean([sync[(m1, m2, d)] for m1, m2 in orders for d in ("AtoB", "BtoA")])),
             "syncr2_atob": float(np.mean([sync[(m1, m2, "AtoB")] for m1, m2 in orders])),
             "orders": " ".join(f"{m1}__{m2}" for m1, m2 in orders),
+            "syncr2_score": score,
         })
     frame = pd.DataFrame(rows, columns=list(PAIR_SCORE_COLUMNS))
     if "family" in performance.columns:

@@ -279,7 +279,11 @@ def relationship_table(
                 folds = [(train, test)]
                 pool = test
             else:
-                folds = group_kfold(groups, k, seed)
+                n_tasks = len(np.unique(groups))
+                if k > n_tasks:
+                    log.warning("pair %s %s: %d folds asked but only %d tasks; crossfit uses %d folds",
+                                pair, direction, k, n_tasks, n_tasks)
+                folds = group_kfold(groups, min(k, n_tasks), seed)
                 pool = np.arange(len(sel))
             counts = {c: int((cats[pool] == c).sum()) for c in categories}
             ok = [c for c in categories if counts[c] >= min_samples]

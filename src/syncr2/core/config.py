@@ -94,6 +94,11 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int) -> None:
             )
     elif judge.get("backend") == "hf_local" and not judge.get("hf_local"):
         problems.append("judge.hf_local: the local judge needs a model: set judge.hf_local.path (or .build)")
+    order = (cfg.get("analysis") or {}).get("model_order")
+    if order and sorted(order) != sorted(models):
+        problems.append(
+            f"analysis.model_order must list every model key once: it has {sorted(order)}, models are {sorted(models)}"
+        )
     abilities = cfg.get("abilities") or {}
     for ability, scores in abilities.items():
         missing = sorted(set(models) - set(scores))

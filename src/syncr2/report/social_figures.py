@@ -116,7 +116,8 @@ def fig6_correlation(
         ax.set_xlabel("social performance (Sotopia-eval overall)")
         ax.grid(alpha=0.3, linewidth=0.5)
         points.append((ax, xs, ys, [pair_label(a, b, abbreviations) for a, b in zip(sub.model_a, sub.model_b)]))
-    axes[0][0].set_ylabel("$SyncR^2$ (mean of four directions)")
+    unclipped = "syncr2_score" in scores and (scores["syncr2_score"] == "unclipped").any()
+    axes[0][0].set_ylabel("$SyncR^2$ " + ("unclipped " if unclipped else "") + "(mean of four directions)")
     fig.canvas.draw()  # settle the layout, so label placement sees the final axes
     fig.set_layout_engine("none")
     for ax, xs, ys, labels in points:
@@ -124,18 +125,22 @@ def fig6_correlation(
     return _save(fig, Path(out_dir), "fig6_correlation")
 
 
-def relationship_per_pair(rel_table: pd.DataFrame) -> pd.DataFrame:
+def relationship_per_pair(rel_table: pd.DataFrame, column: str = "syncr2") -> pd.DataFrame:
     """One SyncR2 per (mode, pair, category): mean over directions, split and subsample seeds of ok rows."""
     ok = rel_table[rel_table["status"] == "ok"]
-    return (ok.groupby(["mode", "pair", "relationship", "relationship_name"], as_index=False)["syncr2"].mean())
+    out = ok.groupby(["mode", "pair", "relationship", "relationship_name"], as_index=False)[column].mean()
+    return out.rename(columns={column: "syncr2"})
 
 
-def fig5_relationships(rel_table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Figure 5: SyncR2 per relationship category, box and points over model pairs, one panel per mode."""
+def fig5_relationships(rel_table: pd.DataFrame, out_dir: str | os.PathLike[str], column: str = "syncr2") -> list[Path]:
+    """Figure 5: SyncR2 per relationship category, box and points over model pairs, one panel per mode.
+
+    ``column``: ``syncr2`` (the paper's) or ``syncr2_unclipped``.
+    """
     if rel_table.empty:
         log.warning("figure 5 skipped: empty relationship table")
         return []
-    per_pair = relationship_per_pair(rel_table)
+    per_pair = relationship_per_pair(rel_table, column)
     modes = [m for m in ("paper", "crossfit") if m in set(rel_table["mode"])]
     modes += sorted(set(rel_table["mode"]) - set(modes))
     fig, axes = plt.subplots(1, len(modes), figsize=(5.6 * len(modes), 3.9), squeeze=False, sharey=True,
@@ -151,8 +156,10 @@ def fig5_relationships(rel_table: pd.DataFrame, out_dir: str | os.PathLike[str])
             values = per_pair[(per_pair["mode"] == mode) & (per_pair["relationship"] == code)]["syncr2"].to_numpy()
             label = name.replace("_", " ")
             if len(values) == 0:
-                label += "\nmissing (n=0)"
-                ax.text(i, 0.5, "missing", transform=ax.get_xaxis_transform(), ha="center", va="center",
+                few = draws[draws["status"] == "too_few"]
+                word = "too few" if len(few) else "missing"
+                label += f"\n{word} (n={int(few['n_test'].max()) if len(few) else 0})"
+                ax.text(i, 0.5, word, transform=ax.get_xaxis_transform(), ha="center", va="center",
                         rotation=90, fontsize=8, color="grey")
             else:
                 ax.boxplot([values], positions=[i], widths=0.5, showfliers=False,
@@ -162,14 +169,15 @@ def fig5_relationships(rel_table: pd.DataFrame, out_dir: str | os.PathLike[str])
                 n_test = draws.loc[draws["status"] == "ok", "n_test"]
                 label += f"\nn={int(n_test.median())}"
                 if n_missing:
-                    label += f"\nmissing in {n_missing}/{len(splits)} splits"
+                    label += f"\nabsent in\n{n_missing}/{len(splits)} splits"
             ticks.append(label)
         ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
         ax.set_xlim(-0.6, len(ticks) - 0.4)
         n_pairs = rows["pair"].nunique()
         ax.set_title(f"{mode}: SyncR$^2$ by relationship ({n_pairs} pair{'s' if n_pairs != 1 else ''})", fontsize=9)
         ax.grid(axis="y", alpha=0.3, linewidth=0.5)
-    axes[0][0].set_ylabel("$SyncR^2$ (equal-size test subsamples)")
+    axes[0][0].set_ylabel("$SyncR^2$ " + ("unclipped " if column == "syncr2_unclipped" else "")
+                          + "(equal-size test subsamples)")
     return _save(fig, Path(out_dir), "fig5_relationships")
 
 
@@ -252,8 +260,12 @@ def make_social(
     figures_dir: str | os.PathLike[str],
     tables_dir: str | os.PathLike[str],
     abbreviations: Mapping[str, str] | None = None,
+    score: str = "clipped",
 ) -> list[Path]:
-    """Every social figure and table from the analysis outputs in ``summary_dir`` (those present)."""
+    """Every social figure and table from the analysis outputs in ``summary_dir`` (those present).
+
+    ``score``: which SyncR2 Figure 5 shows, ``clipped`` (the paper's) or ``unclipped``.
+    """
     src = Path(summary_dir)
     paths: list[Path] = []
     if (src / "pair_scores.parquet").exists() and (src / "correlation.parquet").exists():
@@ -265,7 +277,8 @@ def make_social(
     if (src / "performance.parquet").exists():
         paths += performance_tables(pd.read_parquet(src / "performance.parquet"), tables_dir)
     if (src / "relationships.parquet").exists():
-        paths += fig5_relationships(pd.read_parquet(src / "relationships.parquet"), figures_dir)
+        column = "syncr2_unclipped" if score == "unclipped" else "syncr2"
+        paths += fig5_relationships(pd.read_parquet(src / "relationships.parquet"), figures_dir, column)
     for p in paths:
         log.info("wrote %s", p)
     return paths

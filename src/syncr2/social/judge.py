@@ -55,6 +55,8 @@ HF_LOCAL_KEYS: dict[str, Any] = {
     "batch_size": 1,
     "chat_template": None,
     "attn_implementation": None,
+    "temperature": 0.0,
+    "seed": 0,
 }
 OPENAI_HTTP_KEYS: dict[str, Any] = {
     "base_url": None,  # required

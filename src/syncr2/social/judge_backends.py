@@ -320,8 +320,43 @@ def checkpoint_fingerprint(path: str, revision: str | None = None) -> str:
     return f"sha256:{h.hexdigest()}"
 
 
+def prompt_seed(messages: Messages, seed: int) -> int:
+    """A sampling seed of one prompt: the same prompt and seed draw the same reply in any batch."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{seed}:{canonical_json(list(messages))}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class PerPromptGumbel:
+    """Sampling at a temperature as greedy decoding of logits / T + Gumbel noise, one generator per row.
+
+    argmax(logits / T + G) with G ~ Gumbel(0, 1) is a draw from softmax(logits / T),
+    so the greedy ``generate`` samples; each row draws from its own seeded
+    generator, so a reply does not depend on which prompts share its batch.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, device: Any) -> None:
+        import torch
+
+        self.temperature = float(temperature)
+        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        self.device = device
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        u = torch.stack([torch.rand(scores.shape[1], generator=g, dtype=torch.float64) for g in self.generators])
+        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
+        return scores / self.temperature + gumbel.to(device=scores.device, dtype=scores.dtype)
+
+
 class HFLocalBackend(JudgeBackend):
-    """Greedy in-process generation of a local (or cached hub) checkpoint.
+    """In-process generation of a local (or cached hub) checkpoint: greedy, or seeded sampling.
+
+    ``temperature`` > 0 samples with one generator per prompt, seeded from the
+    prompt and ``seed`` (:class:`PerPromptGumbel`), so replies are reproducible
+    and independent of batching.
 
     The model is loaded on the first :meth:`complete` call, so a rerun that
     finds every reply in the cache never loads it. Prompts go through the
@@ -348,11 +383,17 @@ class HFLocalBackend(JudgeBackend):
         batch_size: int = 1,
         chat_template: str | None = None,
         attn_implementation: str | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
     ) -> None:
         from syncr2.simulation.lm import LMConfig
 
         if batch_size < 1 or max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        self.temperature = float(temperature)
+        self.seed = int(seed)
         self.cfg = LMConfig(
             path=str(path), revision=revision, dtype=dtype, device=device, chat_template=chat_template,
             batch_size=batch_size, max_new_tokens=max_new_tokens, temperature=0.0,
@@ -380,7 +421,8 @@ class HFLocalBackend(JudgeBackend):
             "checkpoint": self._fingerprint,
             "dtype": self.cfg.dtype,
             "chat_template": self.cfg.chat_template,
-            "decoding": "greedy",
+            "decoding": "greedy" if self.temperature == 0 else {
+                "sampling": "gumbel-max, one generator per prompt", "temperature": self.temperature, "seed": self.seed},
             "max_new_tokens": self.cfg.max_new_tokens,
             "json_schema": self.json_schema,
         }
@@ -447,6 +489,9 @@ class HFLocalBackend(JudgeBackend):
         if self._constraint is not None:
             proc = self._constraint.processor(len(ids), width)
             processors.append(proc)
+        if self.temperature > 0:  # after the constraint: its -inf stay -inf
+            processors.append(PerPromptGumbel(
+                [prompt_seed(m, self.seed) for m in batch], self.temperature, lm.device))
         with torch.inference_mode():
             seqs = lm.model.generate(
                 input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device),

@@ -26,7 +26,7 @@ from .datasets import fixed_size_split
 log = logging.getLogger(__name__)
 
 SIZE_COLUMNS = (
-    "pair", "condition", "direction", "n_samples", "n_groups", "n_episodes", "mean_turns", "size", "ok", "problem",
+    "analysis", "pair", "condition", "direction", "n_samples", "n_groups", "n_episodes", "mean_turns", "size", "ok", "problem",
 )
 
 
@@ -64,11 +64,18 @@ def check_sample_sizes(
     size: int,
     test_fraction: float,
     split_seeds: Sequence[int],
+    task_ids: Sequence[int] | None = None,
+    analysis: str = "r2",
 ) -> pd.DataFrame:
-    """One row per (pair, condition, direction): how many samples there are and whether ``size`` fits."""
+    """One row per (pair, condition, direction): how many samples there are and whether ``size`` fits.
+
+    ``task_ids`` restricts the episodes to those tasks (Figure 5's paper mode
+    splits the tasks of a few sources only); ``analysis`` names the check in
+    the table and the messages.
+    """
     rows = []
     for pair, paths in sorted(episodes.items()):
-        turns = pd.concat([pd.read_parquet(p, columns=["task_id", "seed", "turn"]) for p in paths], ignore_index=True)
+        turns = _turns(paths, task_ids)
         length = turns.groupby(["task_id", "seed"])["turn"].max() + 1
         for condition in conditions:
             for direction in directions:
@@ -79,16 +86,22 @@ def check_sample_sizes(
                         fixed_size_split(groups, size, seed, test_fraction)
                 except DatasetError:
                     problem = (
-                        f"{pair} {condition} {direction}: {len(groups)} samples in {len(np.unique(groups))} task groups "
+                        f"{'' if analysis == 'r2' else analysis + ': '}{pair} {condition} {direction}: {len(groups)} samples in {len(np.unique(groups))} task groups "
                         f"from {len(length)} episodes of {length.mean():.1f} turns on average (episodes end early at "
-                        f"LEAVE), but r2.size is {size}"
+                        f"LEAVE), but {'r2.size' if analysis == 'r2' else analysis + ' size'} is {size}"
                     )
                 rows.append({
-                    "pair": pair, "condition": condition, "direction": direction, "n_samples": len(groups),
+                    "analysis": analysis, "pair": pair, "condition": condition, "direction": direction, "n_samples": len(groups),
                     "n_groups": int(len(np.unique(groups))), "n_episodes": int(len(length)),
                     "mean_turns": float(length.mean()), "size": int(size), "ok": not problem, "problem": problem,
                 })
     return pd.DataFrame(rows, columns=list(SIZE_COLUMNS))
+
+
+def _turns(paths: Sequence[str | os.PathLike[str]], task_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """The (task_id, seed, turn) rows of episode tables, optionally of some tasks only."""
+    turns = pd.concat([pd.read_parquet(p, columns=["task_id", "seed", "turn"]) for p in paths], ignore_index=True)
+    return turns if task_ids is None else turns[turns["task_id"].isin(list(task_ids))]
 
 
 def largest_fillable_size(groups: np.ndarray, test_fraction: float, split_seeds: Sequence[int]) -> int:
@@ -107,22 +120,25 @@ def largest_fillable_size(groups: np.ndarray, test_fraction: float, split_seeds:
 
 
 def require_fillable(table: pd.DataFrame, episodes: Mapping[str, Sequence[str | os.PathLike[str]]],
-                     test_fraction: float, split_seeds: Sequence[int]) -> None:
+                     test_fraction: float, split_seeds: Sequence[int],
+                     task_ids: Mapping[str, Sequence[int] | None] | None = None) -> None:
     """Raise :class:`DatasetError` listing every dataset that cannot fill its size, and what to change."""
     bad = table[~table["ok"]]
     if bad.empty:
         return
     limits = []
     for row in bad.itertuples():
-        turns = pd.concat(
-            [pd.read_parquet(p, columns=["task_id", "seed", "turn"]) for p in episodes[row.pair]], ignore_index=True
-        )
+        turns = _turns(episodes[row.pair], (task_ids or {}).get(row.analysis))
         limits.append(largest_fillable_size(sample_groups(turns, row.condition, row.direction), test_fraction,
                                             split_seeds))
     lines = [f"{problem}; a size of {limit} fits" for problem, limit in zip(bad["problem"], limits)]
     raise DatasetError(
         "the simulated episodes cannot fill r2.size:\n  - " + "\n  - ".join(lines)
-        + f"\nlower r2.size to <= {min(limits)}, or add tasks/seeds, or drop the conditions listed"
+        + "\n" + "; ".join(
+            f"lower {'r2.size' if a == 'r2' else 'analysis.relationships.size'} to <= "
+            f"{min(lim for lim, b in zip(limits, bad['analysis']) if b == a)}"
+            for a in dict.fromkeys(bad["analysis"])
+        ) + ", or add tasks/seeds, or drop the conditions listed"
     )
 
 
