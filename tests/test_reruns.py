@@ -172,3 +172,23 @@ def test_unfillable_size_fails_in_the_check_before_any_r2_job(run_copy):
     assert not list((run_copy / "results/r2").rglob("*.parquet"))
     started = [rule for rule, _ in job_blocks(text)]
     assert "r2_table" not in started
+
+
+def test_judge_reruns_only_for_its_own_settings(run_copy):
+    """Device, batch size and retries of the judge rerun nothing; its prompt style reruns the judge jobs only."""
+    cfg = reduced_config()
+    cfg["judge"]["hf_local"].update(device="cpu", batch_size=4)
+    assert dry_run(run_copy, "--configfile", write_config(run_copy, "judge_runtime.yaml", cfg)) == []
+    cfg = reduced_config()
+    cfg["judge"]["style"] = "sotopia"
+    counts = rule_counts(dry_run(run_copy, "--configfile", write_config(run_copy, "judge_style.yaml", cfg)))
+    assert counts["judge"] == 1 and "simulate" not in counts and "r2_table" not in counts
+    assert counts["performance"] == 1
+
+
+def test_readme_unlock_command(run_copy):
+    """README: `snakemake --unlock` after a killed run."""
+    assert "snakemake --unlock" in (REPO / "README.md").read_text()
+    proc = snakemake_run(run_copy, "--configfile", str(run_copy / "reduced.yaml"), "--unlock")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert dry_run(run_copy, "--configfile", str(run_copy / "reduced.yaml")) == []
