@@ -40,9 +40,13 @@ include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 
 
+# Figure 6 and Table 1 correlate the experimental condition's SyncR2 with performance.
+SOCIAL_OUTPUTS = rules.social_figures.output if "experimental" in CONDITIONS else []
+
+
 rule all:
     default_target: True
     input:
         rules.figures.output,
-        rules.social_figures.output,
+        SOCIAL_OUTPUTS,
         "results/summary/synchrony.parquet",

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from syncr2.core.atomic import atomic_path
-from syncr2.core.shards import ShardMeta, write_shard
+from syncr2.core.shards import ShardError, ShardMeta, write_shard
 from syncr2.synchrony.datasets import (
     DatasetError,
     build_dataset,
@@ -22,7 +22,8 @@ def value(kind, task, seed, turn):
     return task * 1000 + seed * 100 + turn + (0.5 if kind == "passive" else 0.0)
 
 
-def write_pair(tmp_path, kind):
+def write_pair(tmp_path, kind, provenance=None, sub=None):
+    """Both agents' shards of ``kind``; ``provenance``: agent -> extra ShardMeta fields."""
     paths = []
     for agent, dim, layers in ((1, 3, 2), (2, 4, 3)):
         rows, reps = [], []
@@ -31,9 +32,9 @@ def write_pair(tmp_path, kind):
                 rows.append((task, seed, turn, agent))
                 reps.append(np.full((layers, dim), value(kind, task, seed, turn)) + np.arange(layers)[:, None])
         meta = ShardMeta(model_key=f"m{agent}", model_path="p", revision="r", dtype="float32",
-                         n_layers=layers, hidden_size=dim, kind=kind)
+                         n_layers=layers, hidden_size=dim, kind=kind, **(provenance or {}).get(agent, {}))
         idx = pd.DataFrame(rows, columns=["task_id", "seed", "turn", "speaker"])
-        paths.append(write_shard(tmp_path / kind / f"agent{agent}.parquet", idx, np.array(reps), meta))
+        paths.append(write_shard(tmp_path / (sub or kind) / f"agent{agent}.parquet", idx, np.array(reps), meta))
     return paths
 
 
@@ -78,6 +79,37 @@ def test_dataset_errors(tmp_path):
         build_dataset(gen, "experimental", "AtoC")
     with pytest.raises(DatasetError, match="turn recorded twice"):
         build_dataset(gen + gen[:1], "experimental", "AtoB")
+
+
+GEN = dict(date_string="26 Jul 2024", temperature=0.7, top_p=1.0, top_k=50, stop_at_newline=True,
+           max_new_tokens=300, torch_version="2.13.0", transformers_version="5.17.0")
+
+
+def test_pair_provenance_must_agree(tmp_path):
+    # two models: their chat templates and top_p differ legitimately, the pair fields agree
+    ok = {1: {**GEN, "chat_template_sha256": "aa"}, 2: {**GEN, "chat_template_sha256": "bb", "top_p": 0.9}}
+    gen = write_pair(tmp_path, "genuine", ok)
+    pas = write_pair(tmp_path, "passive", ok)
+    assert len(build_dataset(gen, "passive", "AtoB", passive=pas)) == 8
+    # source and target disagree on the date the prompts showed
+    bad = write_pair(tmp_path, "genuine", {1: ok[1], 2: {**ok[2], "date_string": "24 Nov 2026"}}, sub="bad")
+    with pytest.raises(ShardError, match=r"'date_string' is '26 Jul 2024' in .*bad/agent1\.parquet but "
+                                         r"'24 Nov 2026' in .*bad/agent2\.parquet"):
+        build_dataset(bad, "experimental", "AtoB")
+    # a passive re-read under other library versions than the genuine run
+    pas_new = write_pair(tmp_path, "passive", {a: {**ok[a], "torch_version": "2.14.0"} for a in (1, 2)}, sub="pnew")
+    with pytest.raises(ShardError, match=r"'torch_version' is '2.13.0' in .*genuine/agent1\.parquet but "
+                                         r"'2.14.0' in .*pnew/agent1\.parquet"):
+        build_dataset(gen, "passive", "AtoB", passive=pas_new)
+    # the passive reader of agent 1 used another chat template than agent 1's genuine run
+    pas_tpl = write_pair(tmp_path, "passive", {1: {**ok[1], "chat_template_sha256": "cc"}, 2: ok[2]}, sub="ptpl")
+    with pytest.raises(ShardError, match=r"'chat_template_sha256' is 'aa' in .*genuine/agent1\.parquet but 'cc'"):
+        build_dataset(gen, "passive", "AtoB", passive=pas_tpl)
+    # shards of one agent (two blocks) that disagree on the sampling settings
+    other = write_pair(tmp_path, "genuine", {1: {**ok[1], "temperature": 1.0}, 2: ok[2]}, sub="other")
+    with pytest.raises(ShardError, match=r"'temperature' is 0.7 in .*genuine/agent1\.parquet but 1.0 in "
+                                         r".*other/agent1\.parquet; the shards of one agent must agree"):
+        build_dataset([gen[0], other[0], gen[1]], "experimental", "AtoB")
 
 
 def test_split_sizes_and_whole_groups():

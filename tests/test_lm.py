@@ -206,3 +206,33 @@ def test_stop_at_newline_keeps_the_first_line(lms):
     assert [first_line(t) for t in short.texts] == [first_line(t) for t in full.texts]
     assert short.settings["stop_at_newline"] and not full.settings["stop_at_newline"]
     assert all(k_s <= k_f for k_s, k_f in zip(short.n_new_tokens, full.n_new_tokens))
+
+
+# --------------------------------------------------------------------- the fixed date
+DATED = ('{{ strftime_now("%d %b %Y") }}|{{ strftime_now("%Y-%m-%d") }}|{{ date_string }}|'
+         "{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+
+def test_template_date_is_fixed_not_the_clock(lms, monkeypatch):
+    from datetime import datetime
+
+    import transformers.utils.chat_template_utils as ctu
+
+    class Tomorrow(datetime):
+        """A clock that would betray any use of the real ``strftime_now``."""
+
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2031, 1, 2)
+
+    monkeypatch.setattr(ctu, "datetime", Tomorrow)
+    ctu._compile_jinja_template.cache_clear()
+    lm = _with(lms["llama"], chat_template=DATED)
+    plain = lm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], chat_template=DATED, tokenize=False)
+    assert plain.startswith("02 Jan 2031|")  # the library's own strftime_now reads the (patched) clock
+    assert lm.render("hi") == "26 Jul 2024|2024-07-26|26 Jul 2024|hi"  # the default date_string
+    assert _with(lm, date_string="03 Feb 2021").render("hi") == "03 Feb 2021|2021-02-03|03 Feb 2021|hi"
+    assert lm.render("hi", date_string="05 Mar 2020").startswith("05 Mar 2020|2020-03-05|")
+    with pytest.raises(ValueError, match="date_string must look like"):
+        LMConfig(path="x", date_string="2024-07-26")
+    assert _with(lm, chat_template=DATED + " ").chat_template_sha256 != lm.chat_template_sha256

@@ -100,10 +100,11 @@ def test_spelling_a_default_or_a_float_differently_reruns_nothing(run_copy):
     assert dry_run(run_copy, "--configfile", write_config(run_copy, "same.yaml", cfg)) == []
 
 
-def test_a_changed_device_reruns_nothing(run_copy):
+def test_a_changed_device_or_batch_size_reruns_nothing(run_copy):
     cfg = reduced_config()
     for spec in cfg["models"].values():
         spec["device"] = "cpu"
+        spec["batch_size"] = 2  # episodes do not depend on their batch
     cfg["r2"]["device"] = "auto"
     assert dry_run(run_copy, "--configfile", write_config(run_copy, "device.yaml", cfg)) == []
 
@@ -156,19 +157,24 @@ def test_deleted_intermediate_is_rebuilt_alone(run_copy):
 
 
 def test_unfillable_size_fails_in_the_check_before_any_r2_job(run_copy):
-    """A size the turn cap could fill but the episodes cannot: one check job fails, its log is shown."""
-    episodes = pd.read_parquet(run_copy / f"results/episodes/{PAIR}/seed0/block0.parquet")
-    lengths = episodes.groupby("task_id")["turn"].max() + 1
+    """A size the turn cap could fill but the episodes cannot: one check job fails, its log is shown.
+
+    The episodes are cut after 4 turns, as if every dialogue had ended at LEAVE
+    (whether the tiny models say LEAVE early is up to their sampling).
+    """
+    path = run_copy / f"results/episodes/{PAIR}/seed0/block0.parquet"
+    episodes = pd.read_parquet(path)
+    episodes[episodes["turn"] < 4].to_parquet(path)
     cfg = reduced_config()
     cfg["r2"]["size"] = 6 * 7 - 2  # the turn cap (16 turns: 7 BtoA samples per episode) fills it
-    assert (lengths // 2).sum() < cfg["r2"]["size"], "the demo episodes were expected to end early"
-    for path in (run_copy / "results/r2").rglob("*.parquet"):
-        path.unlink()
+    cfg["analysis"]["relationships"]["modes"] = ["crossfit"]  # no split of its own to check
+    for r2 in (run_copy / "results/r2").rglob("*.parquet"):
+        r2.unlink()
     proc = snakemake_run(run_copy, "--configfile", write_config(run_copy, "big.yaml", cfg))
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "check_sizes" in text and "cannot fill r2.size" in text and "lower r2.size to <=" in text
-    assert "episodes end early at LEAVE" in text  # the failed job's log, shown by show-failed-logs
+    assert "12 samples in 6 task groups from 6 episodes of 4.0 turns on average" in text  # the log's tail
     assert not list((run_copy / "results/r2").rglob("*.parquet"))
     started = [rule for rule, _ in job_blocks(text)]
     assert "r2_table" not in started

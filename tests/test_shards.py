@@ -1,11 +1,13 @@
-"""Representation shards: round trip, column projection, and every refusal."""
+"""Representation shards: round trip, column projection, provenance, and every refusal."""
+
+import json
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from syncr2.core.shards import ShardError, ShardMeta, open_shard, write_shard
+from syncr2.core.shards import ShardError, ShardMeta, check_agree, open_shard, write_shard
 
 
 def meta(**kw):
@@ -65,3 +67,31 @@ def test_writer_checks_shapes_and_leaves_no_partial_file(tmp_path):
     with pytest.raises(ShardError, match="index has 3 rows"):
         write_shard(tmp_path / "s.parquet", index(3), np.ones((2, 3, 4)), meta())
     assert list(tmp_path.iterdir()) == []
+
+
+PROVENANCE = dict(chat_template_sha256="ab" * 32, date_string="26 Jul 2024", temperature=0.7, top_k=50,
+                  top_p=0.9, stop_at_newline=True, max_new_tokens=300, torch_version="2.13.0",
+                  transformers_version="5.17.0")
+
+
+def test_provenance_round_trip_and_old_shards(tmp_path):
+    full = meta(**PROVENANCE)
+    path = write_shard(tmp_path / "s.parquet", index(2), np.zeros((2, 3, 4)), full)
+    assert open_shard(path, date_string="26 Jul 2024", top_p=0.9).meta == full
+    with pytest.raises(ShardError, match=r"s\.parquet.*'temperature' is 0.7, expected 1.0"):
+        open_shard(path, temperature=1.0)
+    # a shard written before these fields existed: readable, the fields are None
+    table = pq.read_table(path)
+    old = {k: v for k, v in json.loads(table.schema.metadata[b"syncr2"]).items() if k not in PROVENANCE}
+    pq.write_table(table.replace_schema_metadata({b"syncr2": json.dumps(old).encode()}), tmp_path / "old.parquet")
+    assert open_shard(tmp_path / "old.parquet").meta == meta()
+    assert all(getattr(meta(), k) is None for k in PROVENANCE)
+
+
+def test_check_agree_names_field_values_and_files(tmp_path):
+    a = open_shard(write_shard(tmp_path / "a.parquet", index(2), np.zeros((2, 3, 4)), meta(**PROVENANCE)))
+    b_meta = meta(**{**PROVENANCE, "date_string": "01 Jan 2025"})
+    b = open_shard(write_shard(tmp_path / "b.parquet", index(2), np.zeros((2, 3, 4)), b_meta))
+    check_agree(a, b, ("temperature", "top_p"), "test shards")
+    with pytest.raises(ShardError, match=r"'date_string' is '26 Jul 2024' in .*a\.parquet but '01 Jan 2025' in .*b\.parquet"):
+        check_agree(a, b, ShardMeta.PAIR_FIELDS, "test shards")

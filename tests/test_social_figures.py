@@ -75,7 +75,7 @@ def test_fig5_marks_missing_categories(tmp_path, no_close):
     assert sorted(p.name for p in paths) == ["fig5_relationships.pdf", "fig5_relationships.png"]
     ax = plt.gcf().axes[0]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks[0].startswith("stranger") and "missing in 3/6 splits" in ticks[0]
+    assert ticks[0].startswith("stranger") and "absent in\n3/6 splits" in ticks[0]
     assert ticks[1] == "know by name\nmissing (n=0)"
     assert ticks[2] == "friend\nn=12"
     per_pair = sf.relationship_per_pair(table)

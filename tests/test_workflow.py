@@ -179,7 +179,9 @@ def test_new_lag_alone_through_its_summary_target(workdir):
     jobs = dry_run(workdir, "results/summary/synchrony_lag3.parquet",
                    "--config", 'conditions=["experimental","passive","lag1","lag2","lag3"]')
     counts = rule_counts(jobs)
-    assert counts == Counter({"r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
+    assert counts == Counter({"check_sizes": 1, "r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
+    assert [o for rule, outs in jobs if rule == "check_sizes" for o in outs] == [
+        "results/checks/sample_sizes_lag3.parquet"]
     r2 = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
     assert r2 == sorted(f"results/r2/{p}/lag3/{d}.parquet" for p in PAIRS for d in DIRECTIONS)
 
@@ -265,7 +267,8 @@ def test_readme_lag2_command_reruns_only_lag2_tables(workdir):
 def test_readme_new_lag_command(workdir):
     fake(workdir, [genuine_outputs(), *downstream_outputs()])
     jobs = dry_run(workdir, *readme_args(README_LAG3))
-    assert rule_counts(jobs) == Counter({"r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
+    assert rule_counts(jobs) == Counter({"check_sizes": 1, "r2_table": len(PAIRS) * len(DIRECTIONS),
+                                         "synchrony_condition": 1})
 
 
 def test_readme_single_condition_command_declares_no_figure_of_other_conditions(workdir):
@@ -328,7 +331,10 @@ def test_comments_cite_only_files_in_the_repository():
     texts = [REPO / "Snakefile", *sorted((REPO / "workflow").rglob("*.smk")), *sorted((REPO / "config").glob("*.yaml")),
              *sorted((REPO / "workflow" / "profiles").rglob("*.yaml")), *sorted((REPO / "workflow" / "report").glob("*"))]
     for path in texts:
-        for name in re.findall(r"\b([\w./-]+\.(?:md|txt|yaml|smk|rst|py))\b", path.read_text()):
+        text = path.read_text()
+        comments = text if path.suffix == ".rst" else "\n".join(
+            line.split("#", 1)[1] for line in text.splitlines() if "#" in line)
+        for name in re.findall(r"\b([\w./-]+\.(?:md|txt|yaml|smk|rst|py))\b", comments):
             if name.startswith(("syncr2.", "http")) or "/" not in name and not name.isupper():
                 continue
             assert any((base / name).exists() for base in (REPO, path.parent, path.parent.parent)), f"{path} cites {name}"

@@ -235,11 +235,7 @@ def _pair_models(args: argparse.Namespace):
     from .simulation.simulate import GenerationSettings, load_pair
 
     settings = GenerationSettings.from_dict(getattr(args, "generation", None))
-    lm1, lm2 = dict(args.lm1), dict(args.lm2)
-    if args.device1:
-        lm1["device"] = args.device1
-    if args.device2:
-        lm2["device"] = args.device2
+    lm1, lm2 = {**args.lm1, **args.runtime1}, {**args.lm2, **args.runtime2}
     specs = [(*args.model1, lm1), (*args.model2, lm2)]
     return load_pair(specs, settings), settings
 
@@ -316,10 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model1", type=_model_arg, required=True, help="KEY=PATH of agent 1's model")
         p.add_argument("--model2", type=_model_arg, required=True, help="KEY=PATH of agent 2's model")
         p.add_argument("--lm1", type=_json_arg, default={},
-                       help="JSON loading options of model 1 (revision, dtype, batch_size, chat_template, device)")
+                       help="JSON loading options of model 1 that change outputs (revision, dtype, chat_template)")
         p.add_argument("--lm2", type=_json_arg, default={}, help="JSON loading options of model 2")
-        p.add_argument("--device1", default=None, help="where model 1 runs: auto | cpu | cuda[:N] (overrides --lm1)")
-        p.add_argument("--device2", default=None, help="where model 2 runs (overrides --lm2)")
+        p.add_argument("--runtime1", type=_json_arg, default={},
+                       help='JSON options of model 1 that change no output, e.g. {"device": "cuda", "batch_size": 25}')
+        p.add_argument("--runtime2", type=_json_arg, default={}, help="JSON runtime options of model 2")
         p.add_argument("--templates", type=_json_arg, default={}, help="JSON prompt template overrides")
         p.add_argument("--reps-out1", required=True, help="agent 1's representation shard to write")
         p.add_argument("--reps-out2", required=True, help="agent 2's representation shard to write")
@@ -328,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--block-size", type=int, required=True, help="tasks per block")
             p.add_argument("--seed", type=int, required=True, help="simulation seed")
             p.add_argument("--generation", type=_json_arg, default={},
-                           help="JSON generation settings (max_turns, temperature, max_new_tokens, stop_at_newline)")
+                           help="JSON generation settings (max_turns, temperature, max_new_tokens, stop_at_newline, date_string)")
             p.add_argument("--episodes-out", required=True, help="episode table to write")
         else:
             p.add_argument("--episodes", required=True, help="the block's episode table")

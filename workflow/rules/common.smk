@@ -87,10 +87,10 @@ def lm_params(wildcards, agent):
     return canon(lm_result_options(config["models"][model]))
 
 
-def lm_device(wildcards, agent):
-    """Where agent 1's or 2's model runs: a resource, so moving to another GPU reruns nothing."""
+def lm_runtime(wildcards, agent):
+    """Where and in what batches agent 1's or 2's model runs: a resource, never a rerun trigger."""
     model = PAIRS[wildcards.pair][agent - 1]
-    return lm_runtime_options(config["models"][model]).get("device", "auto")
+    return canon(lm_runtime_options(config["models"][model]))
 
 
 def rep_shards(pair, kind):

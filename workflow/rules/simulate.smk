@@ -13,8 +13,8 @@ rule simulate:
         "../../envs/gpu.yaml"
     resources:
         **gpu_resources(),
-        device1=lambda wc: lm_device(wc, 1),
-        device2=lambda wc: lm_device(wc, 2),
+        runtime1=lambda wc: lm_runtime(wc, 1),
+        runtime2=lambda wc: lm_runtime(wc, 2),
     params:
         model1=lambda wc: model_arg(wc, 1),
         model2=lambda wc: model_arg(wc, 2),
@@ -27,7 +27,7 @@ rule simulate:
         "python -m syncr2 simulate --tasks {input.tasks} --block {wildcards.block} "
         "--block-size {params.block_size} --seed {wildcards.seed} "
         "--model1 {params.model1} --model2 {params.model2} --lm1 {params.lm1:q} --lm2 {params.lm2:q} "
-        "--device1 {resources.device1} --device2 {resources.device2} "
+        "--runtime1 {resources.runtime1:q} --runtime2 {resources.runtime2:q} "
         "--generation {params.generation:q} --templates {params.templates:q} "
         "--episodes-out {output.episodes} --reps-out1 {output.reps1} --reps-out2 {output.reps2} 2> {log}"
 
@@ -47,8 +47,8 @@ rule read_passive:
         "../../envs/gpu.yaml"
     resources:
         **gpu_resources(),
-        device1=lambda wc: lm_device(wc, 1),
-        device2=lambda wc: lm_device(wc, 2),
+        runtime1=lambda wc: lm_runtime(wc, 1),
+        runtime2=lambda wc: lm_runtime(wc, 2),
     params:
         model1=lambda wc: model_arg(wc, 1),
         model2=lambda wc: model_arg(wc, 2),
@@ -58,5 +58,5 @@ rule read_passive:
     shell:
         "python -m syncr2 read-passive --tasks {input.tasks} --episodes {input.episodes} "
         "--model1 {params.model1} --model2 {params.model2} --lm1 {params.lm1:q} --lm2 {params.lm2:q} "
-        "--device1 {resources.device1} --device2 {resources.device2} --templates {params.templates:q} "
+        "--runtime1 {resources.runtime1:q} --runtime2 {resources.runtime2:q} --templates {params.templates:q} "
         "--reps-out1 {output.reps1} --reps-out2 {output.reps2} 2> {log}"

@@ -118,9 +118,10 @@ def n_blocks(n_tasks: int, block_size: int) -> int:
 # in one canonical text, so that reordering keys or writing 0.7 as 0.70 reruns nothing.
 
 #: Model options that change what a model computes (part of a GPU rule's params).
-LM_RESULT_KEYS = ("revision", "dtype", "batch_size", "chat_template")
-#: Model options that only say where or how fast it runs (never a rerun trigger).
-LM_RUNTIME_KEYS = ("device",)
+LM_RESULT_KEYS = ("revision", "dtype", "chat_template")
+#: Model options that only say where or how fast it runs (never a rerun trigger): an
+#: episode's text does not depend on the batch it was sampled in.
+LM_RUNTIME_KEYS = ("device", "batch_size")
 
 
 def _canonical_value(value: Any) -> Any:
@@ -151,7 +152,7 @@ def lm_result_options(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lm_runtime_options(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The loading options of a model config entry that do not change its outputs (device)."""
+    """The loading options of a model config entry that do not change its outputs (device, batch size)."""
     return {k: spec[k] for k in LM_RUNTIME_KEYS if spec.get(k) is not None}
 
 

@@ -8,6 +8,16 @@ Reading one layer therefore reads one column. The schema metadata (key
 ``syncr2``) records what produced the numbers; :func:`open_shard` refuses a
 shard whose metadata disagrees with what the caller expects, naming the file
 and the field.
+
+Provenance fields (all optional, None in shards written before they existed):
+``chat_template_sha256`` (the chat template string actually used),
+``date_string`` (the date the template saw as today), the sampling settings
+in force (``temperature``, ``top_k``, ``top_p``: None when greedy;
+``stop_at_newline``, ``max_new_tokens``) and the ``torch_version`` /
+``transformers_version`` that computed the numbers. A passive shard records
+the genuine run's sampling settings and date (the prompts it re-read were
+produced under them) and its own template hash and library versions.
+:func:`check_agree` refuses to combine shards that disagree on them.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -52,6 +62,35 @@ class ShardMeta:
     kind: str = "genuine"  # genuine | passive
     protocol_version: str = PROTOCOL_VERSION
     template_hash: str = ""
+    chat_template_sha256: str | None = None
+    date_string: str | None = None
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    stop_at_newline: bool | None = None
+    max_new_tokens: int | None = None
+    torch_version: str | None = None
+    transformers_version: str | None = None
+
+    #: The sampling settings among the fields.
+    SAMPLING_FIELDS: ClassVar[tuple[str, ...]] = (
+        "date_string", "temperature", "top_k", "top_p", "stop_at_newline", "max_new_tokens",
+    )
+    #: Fields that may be absent from the JSON (defaults apply): older shards lack them.
+    OPTIONAL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "kind", "template_hash", "chat_template_sha256", *SAMPLING_FIELDS, "torch_version", "transformers_version",
+    )
+    #: Fields every shard of one model (one agent: all seeds and blocks, genuine and passive) must agree on
+    #: (not model_path: the same weights may sit at another path on another machine).
+    MODEL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "model_key", "revision", "n_layers", "hidden_size", "dtype", "chat_template_sha256",
+    )
+    #: Fields the shards of a pair (source and target agents, genuine and passive) must agree on.
+    #: top_k / top_p are not among them: they resolve per checkpoint (generation_config.json).
+    PAIR_FIELDS: ClassVar[tuple[str, ...]] = (
+        "protocol_version", "date_string", "temperature", "stop_at_newline", "max_new_tokens",
+        "torch_version", "transformers_version",
+    )
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -63,10 +102,25 @@ class ShardMeta:
         except json.JSONDecodeError as exc:
             raise ShardError(f"{source}: metadata '{META_KEY.decode()}' is not JSON ({exc})") from exc
         names = {f.name for f in fields(cls)}
-        missing = sorted(n for n in names if n not in data and n not in ("kind", "template_hash"))
+        missing = sorted(n for n in names if n not in data and n not in cls.OPTIONAL_FIELDS)
         if missing:
             raise ShardError(f"{source}: metadata lacks field(s) {', '.join(missing)}")
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def check_agree(a: "Shard", b: "Shard", names: tuple[str, ...] | list[str], why: str) -> None:
+    """Refuse to combine shards ``a`` and ``b`` if they differ on a metadata field in ``names``.
+
+    The error names the field, both values and both files; ``why`` says what
+    the combination is (e.g. "source and target of a pair").
+    """
+    for name in names:
+        va, vb = getattr(a.meta, name), getattr(b.meta, name)
+        if va != vb:
+            raise ShardError(
+                f"metadata field '{name}' is {va!r} in {a.path} but {vb!r} in {b.path}; "
+                f"the {why} must agree on it"
+            )
 
 
 def write_shard(path: str | os.PathLike[str], index: pd.DataFrame, reps: np.ndarray, meta: ShardMeta) -> Path:

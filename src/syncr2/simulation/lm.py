@@ -15,6 +15,18 @@ Llama/Mistral). Prompts are left-padded, so the last position of every row is
 its last prompt token; position ids are ``cumsum(attention_mask) - 1`` so that
 a padded row computes exactly what it computes alone.
 
+Sampling (:meth:`ChatLM.generate`): ``model.generate`` runs greedy and a
+:class:`RowGumbelSampler` logits processor turns it into sampling -- the
+temperature / top-k / top-p warpers of transformers, in transformers' order,
+then Gumbel noise from ONE seeded generator per row: argmax(logits / T + G),
+G ~ Gumbel(0, 1), is a draw from softmax(logits / T). A row's reply is thus a
+function of its prompt, its seed and the settings, not of the batch it shares.
+
+Prompts are rendered with a fixed date (``LMConfig.date_string``): Llama-3.x
+chat templates write "today" into every prompt, through the ``date_string``
+variable or the ``strftime_now`` function; both are pinned, so a genuine run
+and a later passive re-read see the same prompt text.
+
 GPU notes: the model is placed once (``device_map`` straight onto the GPU
 when ``accelerate`` is installed, else loaded on the host and moved), every
 call runs under ``torch.inference_mode()``, the hooks keep a small float32
@@ -25,10 +37,14 @@ without the LM head (no (B, T, V) logits).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -36,6 +52,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
+
+#: The date written into prompts by templates that show "today" (the Llama-3.2 template's own default).
+DEFAULT_DATE_STRING = "26 Jul 2024"
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -53,7 +74,9 @@ class LMConfig:
     sets top_p 0.9), else the library defaults (top_k 50, top_p 1.0). That is
     what a plain ``generate(do_sample=True, temperature=0.7)`` did in the
     authors' runs; :meth:`ChatLM.generation_settings` records the values in
-    force. ``temperature <= 0`` means greedy decoding.
+    force. ``temperature <= 0`` means greedy decoding. ``date_string`` is the
+    date chat templates see as today (``%d %b %Y``, e.g. "26 Jul 2024").
+    ``batch_size`` only affects speed and memory, never the sampled text.
     """
 
     path: str
@@ -68,12 +91,14 @@ class LMConfig:
     top_k: int | None = None
     top_p: float | None = None
     stop_at_newline: bool = False
+    date_string: str = DEFAULT_DATE_STRING
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ValueError("batch_size and max_new_tokens must be >= 1")
+        fixed_date(self.date_string)  # fail at configuration time on a malformed date
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], **overrides: Any) -> LMConfig:
@@ -98,6 +123,64 @@ class GenerationResult:
     n_new_tokens: np.ndarray
     finish_reasons: list[str]
     settings: dict[str, Any] = field(default_factory=dict)
+
+
+def fixed_date(date_string: str) -> datetime:
+    """``date_string`` ("26 Jul 2024", the format Llama-3.x templates print) as a datetime."""
+    try:
+        return datetime.strptime(date_string, "%d %b %Y")
+    except ValueError as exc:
+        raise ValueError(f"date_string must look like '26 Jul 2024' (%d %b %Y), got {date_string!r}") from exc
+
+
+def row_seed(*parts: Any) -> int:
+    """A 63-bit seed from a hash of ``parts`` (JSON-serialisable), stable across runs and platforms."""
+    digest = hashlib.sha256(json.dumps(list(parts), separators=(",", ":")).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class RowGumbelSampler:
+    """Sampling as greedy decoding: warp the logits, add Gumbel noise from each row's own generator.
+
+    The warpers are transformers' own (temperature, then top-k, then top-p:
+    the order ``generate(do_sample=True)`` applies them), so filtered tokens are
+    at -inf before the noise is added and can never win the argmax. The noise
+    for row r at every step is V float64 uniforms from generator r, drawn
+    whether or not the row has finished, so a row's draws never depend on the
+    other rows of its batch. Generators live on the scores' device (created at
+    the first step), so nothing of size (B, V) crosses the host bus.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_k: int | None = None,
+                 top_p: float | None = None) -> None:
+        from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
+        self.seeds = [int(s) for s in seeds]
+        self.warpers: list[Any] = []
+        if temperature != 1.0:
+            self.warpers.append(TemperatureLogitsWarper(float(temperature)))
+        if top_k is not None and top_k != 0:
+            self.warpers.append(TopKLogitsWarper(top_k=int(top_k), min_tokens_to_keep=1))
+        if top_p is not None and top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(top_p=float(top_p), min_tokens_to_keep=1))
+        self.generators: list[torch.Generator] | None = None
+
+    def gumbel(self, n_rows: int, width: int, device: torch.device) -> torch.Tensor:
+        """The next (n_rows, width) float64 Gumbel(0, 1) draws, row r from generator r."""
+        if self.generators is None:
+            self.generators = [torch.Generator(device=device).manual_seed(s) for s in self.seeds]
+        if n_rows != len(self.generators):
+            raise ValueError(f"{n_rows} rows of scores but {len(self.generators)} seeds")
+        u = torch.stack([torch.rand(width, generator=g, dtype=torch.float64, device=device) for g in self.generators])
+        return -torch.log(-torch.log(u.clamp_(min=torch.finfo(torch.float64).tiny)))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for warp in self.warpers:
+            scores = warp(input_ids, scores)
+        noise = self.gumbel(scores.shape[0], scores.shape[1], scores.device)
+        return (scores.to(torch.float64) + noise).to(scores.dtype)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -313,7 +396,7 @@ class ChatLM:
             "dtype": self.dtype,
             "n_layers": self.n_layers,
             "hidden_size": self.hidden_size,
-            "chat_template_sha256": hashlib.sha256((self.chat_template or "").encode()).hexdigest(),
+            "chat_template_sha256": self.chat_template_sha256,
         }
 
     # -------------------------------------------------------------- prompting
@@ -322,16 +405,32 @@ class ChatLM:
         """The template in force: the config override, else the tokenizer's."""
         return self.cfg.chat_template or getattr(self.tokenizer, "chat_template", None)
 
-    def render(self, user_message: str) -> str:
-        """``user_message`` as the single user turn of the chat template, with the generation prompt, as text."""
+    @property
+    def chat_template_sha256(self) -> str:
+        """sha256 of the template string in force ("" hashed when there is none)."""
+        return hashlib.sha256((self.chat_template or "").encode()).hexdigest()
+
+    def render(self, user_message: str, date_string: str | None = None) -> str:
+        """``user_message`` as the single user turn of the chat template, with the generation prompt, as text.
+
+        The template sees ``date_string`` (default: the config's) as today,
+        both as the ``date_string`` variable and through ``strftime_now``:
+        transformers exposes ``strftime_now`` as a Jinja global, and variables
+        passed to the render call shadow globals, so the override holds for
+        this call only (no patching of the library or of the clock).
+        """
         template = self.chat_template
         if not template:
             raise ValueError(f"{self.cfg.path}: the tokenizer has no chat template; set chat_template in the config")
+        date_string = self.cfg.date_string if date_string is None else date_string
+        today = fixed_date(date_string)
         return self.tokenizer.apply_chat_template(
             [{"role": "user", "content": user_message}],
             chat_template=template,
             tokenize=False,
             add_generation_prompt=True,
+            date_string=date_string,
+            strftime_now=today.strftime,
         )
 
     def tokenize(self, prompts: list[str]) -> list[list[int]]:
@@ -469,61 +568,88 @@ class ChatLM:
             "eos_token_ids": self._eos_ids(),
             "pad_token_id": int(self.tokenizer.pad_token_id),
             "stop_at_newline": self.cfg.stop_at_newline if stop_at_newline is None else stop_at_newline,
-            "batch_size": self.cfg.batch_size,
+            "date_string": self.cfg.date_string,
+            "sampler": "gumbel-max, one generator per row" if sample else "greedy",
         }
 
-    @staticmethod
-    def batch_seed(seed: int, batch_index: int) -> int:
-        """The torch seed of one generate batch, derived from the call's seed and the batch's index."""
-        return int(np.random.SeedSequence([seed, batch_index]).generate_state(1, dtype=np.uint64)[0] >> 1)
+    def _generation_config(self, settings: dict[str, Any]) -> Any:
+        """The checkpoint's generation config made greedy (sampling is done by :class:`RowGumbelSampler`).
+
+        temperature / top_k / top_p are set to the library defaults, inert under
+        greedy decoding (``generate`` would fill None from the checkpoint and
+        warn). Sampling warpers that :class:`RowGumbelSampler` does not apply
+        are refused rather than silently dropped.
+        """
+        gen_cfg = copy.deepcopy(self.model.generation_config)
+        if settings["do_sample"]:
+            unsupported = {
+                name: getattr(gen_cfg, name, None) for name in ("min_p", "top_h", "typical_p", "epsilon_cutoff", "eta_cutoff")
+                if getattr(gen_cfg, name, None) not in (None, 0.0, 1.0)
+            }
+            if unsupported:
+                raise ValueError(f"{self.cfg.path}: generation_config sets {unsupported}; only temperature, "
+                                 "top_k and top_p are supported when sampling")
+        gen_cfg.update(
+            do_sample=False, temperature=1.0, top_k=50, top_p=1.0, num_beams=1,
+            max_new_tokens=self.cfg.max_new_tokens, max_length=None,
+            pad_token_id=settings["pad_token_id"],
+            eos_token_id=settings["eos_token_ids"],  # the same ids the finish tracker reports as "eos"
+        )
+        return gen_cfg
 
     @torch.inference_mode()
-    def generate(self, prompts: list[str], seed: int, stop_at_newline: bool | None = None) -> GenerationResult:
+    def generate(
+        self, prompts: list[str], seed: int | Sequence[int], stop_at_newline: bool | None = None
+    ) -> GenerationResult:
         """Sample one reply per rendered prompt and record the prefill's block outputs.
 
-        One ``model.generate`` call per batch of ``cfg.batch_size`` prompts in
-        input order, left-padded. Batch b samples under
-        ``torch.manual_seed(batch_seed(seed, b))`` inside a forked RNG, so the
-        same seed, prompts and batch size give the same texts (a row's text
-        depends on its batch's composition, as with any batched sampling).
-        ``stop_at_newline`` (default: the config's) ends a row at the first
-        newline after non-whitespace text: the first line is unchanged, the
-        tokens after it are not generated.
+        ``seed``: one seed per prompt (the caller derives them from what
+        identifies the reply, e.g. task, pair, turn), or one int, from which
+        prompt i gets ``row_seed(seed, i)``. Row i samples from its own
+        generator (:class:`RowGumbelSampler`), so its text depends on its
+        prompt, seed and the settings only: not on ``cfg.batch_size``, the
+        other prompts or their order (up to float rounding of the padded
+        batch). One ``model.generate`` call per batch of ``cfg.batch_size``
+        prompts in input order, left-padded. ``stop_at_newline`` (default:
+        the config's) ends a row at the first newline after non-whitespace
+        text: the first line is unchanged, the tokens after it are not
+        generated.
         """
+        from transformers import LogitsProcessorList
+
         settings = self.generation_settings(stop_at_newline)
         ids = self.tokenize(prompts)
         n = len(ids)
+        seeds = [row_seed(int(seed), i) for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
+        if len(seeds) != n:
+            raise ValueError(f"{n} prompts but {len(seeds)} seeds")
         reps = np.empty((n, self.n_layers, self.hidden_size), dtype=np.float32)
         texts: list[str] = []
         n_new = np.zeros(n, dtype=np.int64)
         reasons: list[str] = []
         eos = torch.tensor(settings["eos_token_ids"], dtype=torch.long)
         newline = self._newline_lookup() if settings["stop_at_newline"] else None
-        gen_kw: dict[str, Any] = {
-            "max_new_tokens": self.cfg.max_new_tokens,
-            "pad_token_id": settings["pad_token_id"],
-            "eos_token_id": settings["eos_token_ids"],  # the same ids the finish tracker reports as "eos"
-            "do_sample": settings["do_sample"],
-        }
-        if settings["do_sample"]:
-            gen_kw.update(temperature=self.cfg.temperature, top_k=settings["top_k"], top_p=settings["top_p"])
-        fork_devices = [self.device] if self.device.type == "cuda" else []
-        for b, start in enumerate(range(0, n, self.cfg.batch_size)):
+        gen_cfg = self._generation_config(settings)
+        for start in range(0, n, self.cfg.batch_size):
             batch = ids[start:start + self.cfg.batch_size]
+            processors = []
+            if settings["do_sample"]:
+                processors.append(RowGumbelSampler(
+                    seeds[start:start + len(batch)], settings["temperature"], settings["top_k"], settings["top_p"]))
             input_ids, mask, _ = self._left_pad(batch)
             prompt_len = input_ids.shape[1]
+            log.debug("generate: rows %d..%d of %d, width %d", start, start + len(batch) - 1, n, prompt_len)
             tracker = _FinishTracker(prompt_len, len(batch), eos, newline, self.device)
             slots: list[torch.Tensor | None] = [None] * self.n_layers
             handles = self._hook_blocks(slots, prompt_len)
             try:
-                with torch.random.fork_rng(devices=fork_devices):
-                    torch.manual_seed(self.batch_seed(seed, b))
-                    seqs = self.model.generate(
-                        input_ids=input_ids,
-                        attention_mask=mask,
-                        stopping_criteria=_make_stopping_criterion(tracker),
-                        **gen_kw,
-                    )
+                seqs = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    generation_config=gen_cfg,
+                    logits_processor=LogitsProcessorList(processors),
+                    stopping_criteria=_make_stopping_criterion(tracker),
+                )
             finally:
                 for h in handles:
                     h.remove()

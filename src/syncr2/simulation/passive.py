@@ -6,6 +6,13 @@ speaker's instructions become those of a reader persona (drawn per task in
 the tasks stage, ``reader_name``) who only reads an interaction between two
 other people; its block outputs at the last prompt token are recorded with
 the same (task_id, seed, turn, speaker) index as the genuine shards.
+
+The prompts are rendered with the date the genuine run used and the passive
+shards record the genuine run's sampling settings (both read from the
+episodes table's metadata, :func:`~.simulate.read_episode_generation`), so a
+re-read on another day sees the same prompt text and pairs with the genuine
+shards. An episodes table written before that metadata existed gives the
+models' configured date and None sampling fields (unknown provenance).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import pandas as pd
 from ..core.shards import write_shard
 from .lm import ChatLM
 from .prompts import PromptTemplates, passive_prompt
-from .simulate import read_episodes, shard_meta
+from .simulate import read_episode_generation, read_episodes, shard_meta
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +51,20 @@ def read_passive_block(
 ) -> None:
     """Re-read one block's prompts passively and write both agents' passive shards."""
     episodes = read_episodes(episodes_path)
+    recorded = read_episode_generation(episodes_path)
+    if recorded is None:
+        log.warning("%s records no generation settings; passive shards get none", episodes_path)
     for agent in (1, 2):
         key, lm = models[agent - 1]
         rows = episodes[episodes["speaker"] == agent].reset_index(drop=True)
         if (rows["model_key"] != key).any():
             other = rows.loc[rows["model_key"] != key, "model_key"].iloc[0]
             raise ValueError(f"{episodes_path}: agent {agent} turns were played by {other!r}, not {key!r}")
+        generation = (recorded or {}).get(agent) or {"date_string": lm.cfg.date_string}
+        date_string = generation.get("date_string") or lm.cfg.date_string
         texts = passive_prompts(rows, tasks, templates)
-        reps = lm.capture([lm.render(t) for t in texts])
+        reps = lm.capture([lm.render(t, date_string=date_string) for t in texts])
         index = rows[["task_id", "seed", "turn", "speaker"]]
-        write_shard(reps_out[agent - 1], index, reps, shard_meta(lm, key, "passive", templates))
+        meta = shard_meta(lm, key, "passive", templates, {**generation, "date_string": date_string})
+        write_shard(reps_out[agent - 1], index, reps, meta)
         log.info("agent %d (%s): %d passive readings -> %s", agent, key, len(rows), reps_out[agent - 1])

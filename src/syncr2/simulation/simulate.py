@@ -7,12 +7,20 @@ wrapper) produces the utterances and, from the same prefill forward pass,
 the speaker's block outputs at the last prompt token. Episodes that ended
 (LEAVE or the turn cap) drop out of later calls.
 
-Outputs per (pair, seed, block): the dialogue table (one row per turn) and
-one representation shard per agent.
+Every reply is sampled from its own generator, seeded from (simulation seed,
+task id, the ordered pair's model keys, turn) (:func:`episode_seed`), so an
+episode's text is a function of the task, the ordered pair, the seed and the
+generation settings only: ``block_size``, ``batch_size`` and which other
+episodes are still running change speed and float rounding, not the dialogue.
+
+Outputs per (pair, seed, block): the dialogue table (one row per turn; its
+Parquet metadata records each agent's generation provenance, which the
+passive reader copies) and one representation shard per agent.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -22,11 +30,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..core.atomic import atomic_path
 from ..core.shards import ShardMeta, write_shard
-from .lm import ChatLM, LMConfig
+from .lm import DEFAULT_DATE_STRING, ChatLM, LMConfig, fixed_date, row_seed
 from .prompts import (
     PromptTemplates,
     clean_utterance,
@@ -42,15 +52,26 @@ EPISODE_COLUMNS = (
     "utterance", "end_reason", "n_prompt_tokens", "n_new_tokens",
 )
 
+#: Key of the episodes table's Parquet metadata: per agent, the generation provenance of its turns.
+EPISODES_META_KEY = b"syncr2_generation"
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Sampling and episode settings (config ``generation``)."""
+    """Sampling and episode settings (config ``generation``).
+
+    ``date_string`` is the date the chat templates see as today (fixed so a
+    rerun or a passive re-read on another day renders the same prompts).
+    """
 
     max_turns: int = 16
     temperature: float = 0.7
     max_new_tokens: int = 300
     stop_at_newline: bool = False
+    date_string: str = DEFAULT_DATE_STRING
+
+    def __post_init__(self) -> None:
+        fixed_date(self.date_string)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "GenerationSettings":
@@ -70,17 +91,51 @@ def block_rows(tasks: pd.DataFrame, block: int, block_size: int) -> pd.DataFrame
     return rows.reset_index(drop=True)
 
 
-def turn_seed(seed: int, block: int, turn: int) -> int:
-    """Sampling seed of one turn's generate call, derived from (seed, block, turn)."""
-    return int(np.random.SeedSequence([seed, block, turn]).generate_state(1)[0])
+def episode_seed(seed: int, task_id: int, model_keys: tuple[str, str], turn: int) -> int:
+    """Sampling seed of one reply: a hash of (seed, task, ordered pair's model keys, turn), nothing else."""
+    return row_seed("syncr2-episode", int(seed), int(task_id), list(model_keys), int(turn))
 
 
-def shard_meta(lm: ChatLM, model_key: str, kind: str, templates: PromptTemplates) -> ShardMeta:
-    """Provenance of the representations one model records."""
+def generation_provenance(lm: ChatLM) -> dict[str, Any]:
+    """The sampling settings in force for ``lm``'s replies, as recorded in shard metadata.
+
+    temperature / top_k / top_p are the values in force (None when greedy;
+    top_k / top_p resolve per checkpoint), plus the stop rule, the token cap
+    and the fixed date of the prompts.
+    """
+    s = lm.generation_settings()
+    return {
+        "date_string": lm.cfg.date_string,
+        "temperature": s["temperature"],
+        "top_k": s["top_k"],
+        "top_p": s["top_p"],
+        "stop_at_newline": bool(s["stop_at_newline"]),
+        "max_new_tokens": int(s["max_new_tokens"]),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """torch and transformers versions, recorded with every shard."""
+    import torch
+    import transformers
+
+    return {"torch_version": str(torch.__version__), "transformers_version": str(transformers.__version__)}
+
+
+def shard_meta(
+    lm: ChatLM, model_key: str, kind: str, templates: PromptTemplates, generation: dict[str, Any] | None = None
+) -> ShardMeta:
+    """Provenance of the representations one model records.
+
+    ``generation``: the sampling provenance (:func:`generation_provenance`);
+    default: ``lm``'s own. Passive shards pass the genuine run's.
+    """
+    gen = generation_provenance(lm) if generation is None else generation
     return ShardMeta(
         model_key=model_key, model_path=str(lm.model_path), revision=str(lm.revision or lm.weights_hash),
         dtype=lm.dtype, n_layers=lm.n_layers, hidden_size=lm.hidden_size, kind=kind,
-        template_hash=template_hash(templates),
+        template_hash=template_hash(templates), chat_template_sha256=lm.chat_template_sha256,
+        **{k: gen.get(k) for k in ShardMeta.SAMPLING_FIELDS}, **library_versions(),
     )
 
 
@@ -95,9 +150,17 @@ def run_block(
 ) -> tuple[pd.DataFrame, dict[int, tuple[pd.DataFrame, np.ndarray]]]:
     """Simulate every task of ``tasks`` (one block) with agent 1 = models[0], agent 2 = models[1].
 
-    Returns the episode table and, per agent, (index, reps (n, L, D)).
+    Returns the episode table and, per agent, (index, reps (n, L, D)). Each
+    reply is sampled with :func:`episode_seed`, so the result for a task does
+    not depend on the other tasks of ``tasks`` or on the models' batch size.
     """
     n = len(tasks)
+    for key, lm in models:
+        if lm.cfg.date_string != settings.date_string:
+            raise ValueError(f"model {key!r} renders prompts dated {lm.cfg.date_string!r} but the generation "
+                             f"settings say {settings.date_string!r}; load the models with load_pair(specs, settings)")
+    pair_keys = (models[0][0], models[1][0])
+    task_ids = [int(t) for t in tasks["task_id"]]
     names = {1: tasks["agent1_name"].tolist(), 2: tasks["agent2_name"].tolist()}
     intros = {1: tasks["intro1"].tolist(), 2: tasks["intro2"].tolist()}
     history: list[list[tuple[str, str]]] = [[] for _ in range(n)]
@@ -113,7 +176,8 @@ def run_block(
         key, lm = models[speaker - 1]
         prompts = [speaker_prompt(intros[speaker][i], history[i], names[speaker][i], turn, templates) for i in active]
         result = lm.generate(
-            [lm.render(p) for p in prompts], seed=turn_seed(seed, block, turn),
+            [lm.render(p) for p in prompts],
+            seed=[episode_seed(seed, task_ids[i], pair_keys, turn) for i in active],
         )
         for j, i in enumerate(active):
             utterance = clean_utterance(result.texts[j])
@@ -125,7 +189,7 @@ def run_block(
                 end = "max_turns"
             if end:
                 running[i] = False
-            task_id = int(tasks["task_id"].iloc[i])
+            task_id = task_ids[i]
             rows.append({
                 "task_id": task_id, "seed": seed, "turn": turn, "speaker": speaker,
                 "speaker_name": names[speaker][i], "model_key": key, "prompt": prompts[j],
@@ -145,10 +209,29 @@ def run_block(
     return episodes, out
 
 
-def write_episodes(episodes: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def write_episodes(
+    episodes: pd.DataFrame, path: str | os.PathLike[str], generation: dict[int, dict[str, Any]] | None = None
+) -> Path:
+    """Write the dialogue table atomically; ``generation`` (agent -> provenance) goes into its metadata."""
+    table = pa.Table.from_pandas(episodes, preserve_index=False)
+    if generation is not None:
+        meta = dict(table.schema.metadata or {})
+        meta[EPISODES_META_KEY] = json.dumps({str(a): g for a, g in generation.items()}, sort_keys=True).encode()
+        table = table.replace_schema_metadata(meta)
     with atomic_path(path) as tmp:
-        episodes.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
     return Path(path)
+
+
+def read_episode_generation(path: str | os.PathLike[str]) -> dict[int, dict[str, Any]] | None:
+    """Per agent, the generation provenance an episodes table records; None for tables written before it."""
+    raw = (pq.read_schema(path).metadata or {}).get(EPISODES_META_KEY)
+    if raw is None:
+        return None
+    try:
+        return {int(a): dict(g) for a, g in json.loads(raw).items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: metadata '{EPISODES_META_KEY.decode()}' is malformed: {exc}") from exc
 
 
 def read_episodes(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -169,7 +252,7 @@ def load_pair(
     """Load the two agents' models (key, path, options); a same-model pair shares one instance."""
     settings = settings or GenerationSettings()
     gen = {"max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
-           "stop_at_newline": settings.stop_at_newline}
+           "stop_at_newline": settings.stop_at_newline, "date_string": settings.date_string}
     loaded: dict[tuple[str, str], ChatLM] = {}
     out = []
     for key, path, opts in specs:
@@ -196,9 +279,10 @@ def simulate_block(
     rows = block_rows(tasks, block, block_size)
     log.info("block %d: tasks %s, seed %d", block, rows["task_id"].tolist(), seed)
     episodes, reps = run_block(rows, models, seed, block, settings, templates)
+    generation = {agent: generation_provenance(models[agent - 1][1]) for agent in (1, 2)}
     for agent in (1, 2):
         key, lm = models[agent - 1]
         idx, arr = reps[agent]
-        write_shard(reps_out[agent - 1], idx, arr, shard_meta(lm, key, "genuine", templates))
-    write_episodes(episodes, episodes_out)
+        write_shard(reps_out[agent - 1], idx, arr, shard_meta(lm, key, "genuine", templates, generation[agent]))
+    write_episodes(episodes, episodes_out, generation)
     log.info("wrote %s (%d turns)", episodes_out, len(episodes))

@@ -31,7 +31,7 @@ from ..core.conditions import (
     direction_speakers,
     split_sizes,
 )
-from ..core.shards import Shard, ShardError, open_shard
+from ..core.shards import Shard, ShardError, ShardMeta, check_agree, open_shard
 
 
 @dataclass
@@ -43,18 +43,18 @@ class AgentReps:
 
     @classmethod
     def from_shards(cls, shards: list[Shard]) -> "AgentReps":
-        """Combine one agent's shards, checking that they come from one model and protocol."""
+        """Combine one agent's shards, checking that they come from one model, protocol and provenance.
+
+        The shards must agree on the model fields (including the chat
+        template's hash), the kind, the pair fields (date, sampling settings,
+        library versions, protocol) and top_k / top_p.
+        """
         if not shards:
             raise DatasetError("no shards given")
-        first = shards[0].meta
+        fields = (*ShardMeta.MODEL_FIELDS, "kind", *ShardMeta.PAIR_FIELDS, "top_k", "top_p")
         frames = []
         for i, sh in enumerate(shards):
-            for name in ("model_key", "n_layers", "hidden_size", "dtype", "protocol_version", "kind"):
-                if getattr(sh.meta, name) != getattr(first, name):
-                    raise ShardError(
-                        f"{sh.path}: metadata field '{name}' is {getattr(sh.meta, name)!r} but "
-                        f"{shards[0].path} has {getattr(first, name)!r}; shards of one agent must agree"
-                    )
+            check_agree(shards[0], sh, fields, "shards of one agent")
             idx = sh.index()
             idx["shard"] = i
             idx["row"] = np.arange(len(idx))
@@ -166,6 +166,12 @@ def build_dataset(genuine: Shards, condition: str, direction: str, passive: Shar
         if src_spk not in pas:
             raise DatasetError(f"no passive shard holds agent {src_spk}'s turns")
         source = pas[src_spk]
+        # the passive re-reading and the genuine run of the same agent: one model, one template
+        check_agree(gen[src_spk].shards[0], source.shards[0],
+                    (*ShardMeta.MODEL_FIELDS, *ShardMeta.PAIR_FIELDS, "top_k", "top_p"),
+                    f"genuine and passive shards of agent {src_spk}")
+    # source and target agents: possibly two models, so the template hash and top_k/top_p may differ
+    check_agree(source.shards[0], target.shards[0], ShardMeta.PAIR_FIELDS, "source and target shards of a pair")
     pairs = pair_turns(source.index, target.index, direction, cond.lag)
     if pairs.empty:
         turns = pd.concat([r.index for r in gen.values()])

@@ -133,7 +133,9 @@ def require_fillable(table: pd.DataFrame, episodes: Mapping[str, Sequence[str | 
                                             split_seeds))
     lines = [f"{problem}; a size of {limit} fits" for problem, limit in zip(bad["problem"], limits)]
     raise DatasetError(
-        "the simulated episodes cannot fill r2.size:\n  - " + "\n  - ".join(lines)
+        "the simulated episodes cannot fill "
+        + " and ".join("r2.size" if a == "r2" else f"analysis.{a}.size" for a in dict.fromkeys(bad["analysis"]))
+        + ":\n  - " + "\n  - ".join(lines)
         + "\n" + "; ".join(
             f"lower {'r2.size' if a == 'r2' else 'analysis.relationships.size'} to <= "
             f"{min(lim for lim, b in zip(limits, bad['analysis']) if b == a)}"
