@@ -28,12 +28,8 @@ HTTP_CFG = {"backend": "openai_http", "base_url": "http://127.0.0.1:8000/v1", "m
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls are faster single-threaded on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test of this module runs single-threaded (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -32,12 +32,8 @@ MESSAGES = [
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny matmuls are far faster single-threaded, especially on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread):
+    """Every test of this module runs single-threaded (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="session")
