@@ -31,12 +31,12 @@ from typing import Any
 import pandas as pd
 
 from syncr2.core.atomic import atomic_path
+from syncr2.core.config import canonical_json
 from syncr2.social.judge_backends import (
     HFLocalBackend,
     JudgeBackend,
     JudgeReply,
     OpenAIHTTPBackend,
-    canonical_json,
 )
 
 logger = logging.getLogger(__name__)

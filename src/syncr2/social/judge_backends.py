@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..core.config import canonical_json
+
 logger = logging.getLogger(__name__)
 
 Messages = list[dict[str, str]]
@@ -82,11 +84,6 @@ class JudgeBackend(ABC):
     def params_json(self) -> str:
         """:meth:`params` as canonical JSON (sorted keys, no spaces)."""
         return canonical_json(self.params())
-
-
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON text of ``obj`` (sorted keys, compact separators)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 # ---------------------------------------------------------------------------- HTTP

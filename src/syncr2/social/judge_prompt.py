@@ -32,6 +32,8 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.config import canonical_json
+
 STYLES = ("authors", "sotopia")
 
 # The authors' order, which is also the field order of sotopia's SotopiaDimensions
@@ -279,8 +281,7 @@ def judge_messages(
 
 def prompt_sha256(messages: Sequence[Mapping[str, str]]) -> str:
     """sha256 hex of the messages' canonical JSON (sorted keys, no spaces, UTF-8): the judge cache key."""
-    canonical = json.dumps([dict(m) for m in messages], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_json([dict(m) for m in messages]).encode("utf-8")).hexdigest()
 
 
 def _dimension_schema(name: str, reasoning_max_length: int | None) -> dict[str, Any]:
