@@ -130,3 +130,32 @@ def test_gumbel_rows_have_their_own_streams():
     steps = RowGumbelSampler([7], 1.0)
     draws = [steps(ids, logits.clone()).argmax(-1).item() for _ in range(20)]
     assert draws[0] == alone and len(set(draws)) > 1
+
+
+def test_a_memory_budget_splits_batches_and_changes_nothing(env):
+    """A memory limit too small for one batch of 12 long prompts splits generation and passive reading.
+
+    Oracle: the same replies and block outputs as without a budget, and the
+    planner's own arithmetic for the batch count.
+    """
+    from syncr2.simulation.lm import ChatLM, LMConfig
+    from syncr2.simulation.memory_budget import ModelShape, TokenBudget, plan_batches, weight_bytes
+
+    paths, tasks = env
+    prompts = [f"{row.intro1}\nTurn 0: {row.agent1_name} said:" for row in tasks.itertuples()]
+    free = ChatLM.load(LMConfig(path=paths["tl"], batch_size=12, max_new_tokens=12, device="cpu"))
+    lengths = [len(r) for r in free.tokenize(prompts)]
+    shape = ModelShape.from_config(free.model.config)
+    weights = weight_bytes(shape, "float32")
+    per_prompt = TokenBudget(shape, "float32", 10**12).batch_bytes([max(lengths)], 12)
+    limit_gb = (weights + 3.5 * per_prompt / 0.9) / 1e9  # about three of the longest prompts per batch
+    tight = ChatLM.load(LMConfig(path=paths["tl"], batch_size=12, max_new_tokens=12, device="cpu",
+                                 memory_limit_gb=limit_gb))
+    expected = plan_batches(lengths, 12, shape, "float32", int(limit_gb * 1e9) - weights, max_batch=12)
+    assert 3 <= len(expected) < len(prompts) and tight.plan_batches(lengths, 12) == expected
+    a = free.generate(prompts, seed=7)
+    b = tight.generate(prompts, seed=7)
+    assert free.n_generate_calls == 1 and tight.n_generate_calls == len(expected)
+    assert a.texts == b.texts and a.finish_reasons == b.finish_reasons
+    np.testing.assert_allclose(a.reps, b.reps, atol=1e-5)
+    np.testing.assert_allclose(free.capture(prompts), tight.capture(prompts), atol=1e-5)

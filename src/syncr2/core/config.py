@@ -121,7 +121,7 @@ def n_blocks(n_tasks: int, block_size: int) -> int:
 LM_RESULT_KEYS = ("revision", "dtype", "chat_template")
 #: Model options that only say where or how fast it runs (never a rerun trigger): an
 #: episode's text does not depend on the batch it was sampled in.
-LM_RUNTIME_KEYS = ("device", "batch_size")
+LM_RUNTIME_KEYS = ("device", "batch_size", "memory_limit_gb")
 
 
 def _canonical_value(value: Any) -> Any:
@@ -152,7 +152,7 @@ def lm_result_options(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def lm_runtime_options(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The loading options of a model config entry that do not change its outputs (device, batch size)."""
+    """The loading options of a model config entry that do not change its outputs (device, batches, memory)."""
     return {k: spec[k] for k in LM_RUNTIME_KEYS if spec.get(k) is not None}
 
 

@@ -77,6 +77,8 @@ class LMConfig:
     force. ``temperature <= 0`` means greedy decoding. ``date_string`` is the
     date chat templates see as today (``%d %b %Y``, e.g. "26 Jul 2024").
     ``batch_size`` only affects speed and memory, never the sampled text.
+    ``memory_limit_gb`` caps the memory a batch may use (weights included);
+    on CUDA the free device memory caps it anyway (:meth:`ChatLM.plan_batches`).
     """
 
     path: str
@@ -92,6 +94,7 @@ class LMConfig:
     top_p: float | None = None
     stop_at_newline: bool = False
     date_string: str = DEFAULT_DATE_STRING
+    memory_limit_gb: float | None = None
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -497,19 +500,42 @@ class ChatLM:
             raise RuntimeError("a decoder block did not run during the forward pass")
         return torch.stack(slots, dim=1).cpu().numpy()  # one device->host copy per batch
 
+    def plan_batches(self, lengths: Sequence[int], max_new_tokens: int) -> list[list[int]]:
+        """Row indices grouped into batches, longest prompts first, that fit the memory budget.
+
+        At most ``cfg.batch_size`` rows each. On CUDA, or with
+        ``cfg.memory_limit_gb``, a batch also fits the token budget of
+        :mod:`syncr2.simulation.memory_budget` (KV cache of the padded batch
+        plus working memory, from the model's config), so a long turn splits
+        into more batches instead of running out of memory. Sorting by length
+        keeps padding small; results do not depend on the batches.
+        """
+        from .memory_budget import ModelShape, available_memory, plan_batches, weight_bytes
+
+        limit = None if self.cfg.memory_limit_gb is None else int(self.cfg.memory_limit_gb * 1e9)
+        if self.device.type != "cuda" and limit is None:
+            order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+            return [order[s:s + self.cfg.batch_size] for s in range(0, len(order), self.cfg.batch_size)]
+        shape = ModelShape.from_config(self.model.config)
+        free = available_memory(self.device, limit, weight_bytes(shape, self.cfg.dtype))
+        batches = plan_batches(list(lengths), max_new_tokens, shape, self.cfg.dtype, free,
+                               max_batch=self.cfg.batch_size)
+        if len(batches) > -(-len(lengths) // self.cfg.batch_size):
+            log.info("memory budget %.2f GB: %d prompts (longest %d tokens + %d new) in %d batches",
+                     free / 1e9, len(lengths), max(lengths), max_new_tokens, len(batches))
+        return batches
+
     @torch.inference_mode()
     def capture(self, prompts: list[str]) -> np.ndarray:
         """Block outputs at the last token of each rendered prompt, one forward pass, no generation.
 
         Returns float32 (n, L, D). Prompts are batched by length (longest
-        first, ``cfg.batch_size`` per batch) to limit padding; the result is
-        in the input order.
+        first, :meth:`plan_batches` with no new tokens) to limit padding; the
+        result is in the input order.
         """
         ids = self.tokenize(prompts)
         out = np.empty((len(ids), self.n_layers, self.hidden_size), dtype=np.float32)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        for start in range(0, len(order), self.cfg.batch_size):
-            rows = order[start:start + self.cfg.batch_size]
+        for rows in self.plan_batches([len(r) for r in ids], 0):
             input_ids, mask, pos = self._left_pad([ids[i] for i in rows])
             slots: list[torch.Tensor | None] = [None] * self.n_layers
             handles = self._hook_blocks(slots, input_ids.shape[1])
@@ -609,8 +635,9 @@ class ChatLM:
         generator (:class:`RowGumbelSampler`), so its text depends on its
         prompt, seed and the settings only: not on ``cfg.batch_size``, the
         other prompts or their order (up to float rounding of the padded
-        batch). One ``model.generate`` call per batch of ``cfg.batch_size``
-        prompts in input order, left-padded. ``stop_at_newline`` (default:
+        batch). One ``model.generate`` call per batch of :meth:`plan_batches`
+        (longest prompts first, within the memory budget), left-padded;
+        results come back in input order. ``stop_at_newline`` (default:
         the config's) ends a row at the first newline after non-whitespace
         text: the first line is unchanged, the tokens after it are not
         generated.
@@ -624,21 +651,22 @@ class ChatLM:
         if len(seeds) != n:
             raise ValueError(f"{n} prompts but {len(seeds)} seeds")
         reps = np.empty((n, self.n_layers, self.hidden_size), dtype=np.float32)
-        texts: list[str] = []
         n_new = np.zeros(n, dtype=np.int64)
-        reasons: list[str] = []
         eos = torch.tensor(settings["eos_token_ids"], dtype=torch.long)
         newline = self._newline_lookup() if settings["stop_at_newline"] else None
         gen_cfg = self._generation_config(settings)
-        for start in range(0, n, self.cfg.batch_size):
-            batch = ids[start:start + self.cfg.batch_size]
+        texts = [""] * n
+        reasons = [""] * n
+        self.n_generate_calls = getattr(self, "n_generate_calls", 0)
+        for rows in self.plan_batches([len(r) for r in ids], settings["max_new_tokens"]):
+            batch = [ids[i] for i in rows]
             processors = []
             if settings["do_sample"]:
                 processors.append(RowGumbelSampler(
-                    seeds[start:start + len(batch)], settings["temperature"], settings["top_k"], settings["top_p"]))
+                    [seeds[i] for i in rows], settings["temperature"], settings["top_k"], settings["top_p"]))
             input_ids, mask, _ = self._left_pad(batch)
             prompt_len = input_ids.shape[1]
-            log.debug("generate: rows %d..%d of %d, width %d", start, start + len(batch) - 1, n, prompt_len)
+            log.debug("generate: %d rows of %d, width %d", len(rows), n, prompt_len)
             tracker = _FinishTracker(prompt_len, len(batch), eos, newline, self.device)
             slots: list[torch.Tensor | None] = [None] * self.n_layers
             handles = self._hook_blocks(slots, prompt_len)
@@ -653,15 +681,16 @@ class ChatLM:
             finally:
                 for h in handles:
                     h.remove()
-            reps[start:start + len(batch)] = self._collect(slots)
+            self.n_generate_calls += 1
+            reps[rows] = self._collect(slots)
             new_tokens = seqs[:, prompt_len:].cpu().numpy()
             finish_len = tracker.finish_len.cpu().numpy()
             reason = tracker.reason.cpu().numpy()
-            for r in range(len(batch)):
+            for r, i in enumerate(rows):
                 k = int(finish_len[r]) if finish_len[r] > 0 else new_tokens.shape[1]
-                n_new[start + r] = k
-                reasons.append({0: "length", 1: "eos", 2: "newline"}[int(reason[r])])
-                texts.append(self.tokenizer.decode(new_tokens[r, :k].tolist(), skip_special_tokens=True))
+                n_new[i] = k
+                reasons[i] = {0: "length", 1: "eos", 2: "newline"}[int(reason[r])]
+                texts[i] = self.tokenizer.decode(new_tokens[r, :k].tolist(), skip_special_tokens=True)
         return GenerationResult(
             texts=texts,
             reps=reps,
