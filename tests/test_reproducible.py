@@ -159,3 +159,4 @@ def test_a_memory_budget_splits_batches_and_changes_nothing(env):
     assert a.texts == b.texts and a.finish_reasons == b.finish_reasons
     np.testing.assert_allclose(a.reps, b.reps, atol=1e-5)
     np.testing.assert_allclose(free.capture(prompts), tight.capture(prompts), atol=1e-5)
+
