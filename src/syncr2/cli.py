@@ -159,7 +159,7 @@ def cmd_relationships(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .analysis.relationships import relationship_table
-    from .core.atomic import atomic_path
+    from .core.atomic import write_parquet
 
     tasks = pd.read_parquet(args.tasks)
     frames = [
@@ -172,8 +172,7 @@ def cmd_relationships(args: argparse.Namespace) -> None:
         for mode in args.modes
     ]
     table = pd.concat(frames, ignore_index=True)
-    with atomic_path(args.out) as tmp:
-        table.to_parquet(tmp, index=False)
+    write_parquet(table, args.out)
     log.info("wrote %s (%d rows; status counts %s)", args.out, len(table), table["status"].value_counts().to_dict())
 
 

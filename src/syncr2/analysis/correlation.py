@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..core.atomic import atomic_path
+from ..core.atomic import write_parquet
 from .pair_scores import pair_scores
 
 log = logging.getLogger(__name__)
@@ -149,8 +149,7 @@ def partial_correlations(
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+    write_parquet(frame, path)
     log.info("wrote %s", path)
     return path
 

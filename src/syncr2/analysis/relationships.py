@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..core.atomic import atomic_path
+from ..core.atomic import write_parquet
 from ..synchrony.datasets import (
     ConditionDataset,
     build_dataset,
@@ -334,7 +334,6 @@ def run_relationships(
     tasks = pd.read_parquet(tasks_path)
     frames = [relationship_table(paths, tasks, pair, **options) for pair, paths in sorted(genuine.items())]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RELATIONSHIP_COLUMNS))
-    with atomic_path(out_path) as tmp:
-        table.to_parquet(tmp, index=False)
+    write_parquet(table, out_path)
     log.info("wrote %s (%d rows)", out_path, len(table))
     return Path(out_path)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..core.atomic import atomic_path
+from ..core.atomic import write_parquet
 from .prompts import (
     PromptTemplates,
     draw_reader_names,
@@ -330,8 +330,7 @@ def write_tasks(tasks_df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     missing = [c for c in TASK_COLUMNS if c not in tasks_df.columns]
     if missing:
         raise TaskDataError(f"{path}: refusing to write a task table without column(s) {', '.join(missing)}")
-    with atomic_path(path) as tmp:
-        tasks_df.to_parquet(tmp, index=False)
+    write_parquet(tasks_df, path)
     return Path(path)
 
 

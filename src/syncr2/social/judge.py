@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from syncr2.core.atomic import atomic_path
+from syncr2.core.atomic import atomic_path, write_parquet
 from syncr2.core.config import canonical_json
 from syncr2.social.judge_backends import (
     HFLocalBackend,
@@ -273,8 +273,7 @@ def judge_block(
         }
         rows.extend(eval_rows(parsed, meta))
     frame = eval_frame(rows)
-    with atomic_path(out) as tmp:
-        frame.to_parquet(tmp, index=False)
+    write_parquet(frame, out)
     logger.info(
         "judge %s seed %d: %d episodes, %d valid, %d invalid, %d from cache, %d queried, %.1f s -> %s",
         pair, seed, len(items), n_valid, len(items) - n_valid, n_cached, n_queries, time.monotonic() - started, out,

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.atomic import atomic_path
+from ..core.atomic import write_parquet
 from .judge_prompt import DIMENSIONS, RANGES
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,5 @@ def write_performance(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path
     missing = [c for c in PERFORMANCE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: refusing to write a performance table without column(s) {', '.join(missing)}")
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+    write_parquet(frame, path)
     return Path(path)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.atomic import atomic_path
+from ..core.atomic import write_parquet
 from ..core.conditions import Condition, DatasetError, direction_speakers
 from .datasets import fixed_size_split
 
@@ -146,6 +146,5 @@ def require_fillable(table: pd.DataFrame, episodes: Mapping[str, Sequence[str | 
 
 def write_size_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the size table atomically."""
-    with atomic_path(path) as tmp:
-        table.to_parquet(tmp, index=False)
+    write_parquet(table, path)
     return Path(path)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.atomic import atomic_path
+from ..core.atomic import write_parquet
 from .r2table import r2_cube, read_r2_table
 from .sync import SyncScore, combine_directions, sync_r2
 
@@ -72,6 +72,5 @@ def summarize_tables(paths: Iterable[str | os.PathLike[str]], top_k: int = 1, cl
 
 
 def write_summary(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+    write_parquet(frame, path)
     return Path(path)
