@@ -29,10 +29,12 @@ from pathlib import Path
 import torch
 import yaml
 
-from syncr2.simulation.prompts import PromptTemplates
+from syncr2.simulation.presets import PromptPreset
 from syncr2.simulation.simulate import GenerationSettings, load_pair, run_block
 from syncr2.simulation.tasks import load_demo_tasks, tasks_frame
 from syncr2.simulation.tiny_models import build_from_spec
+
+PROTOCOL = PromptPreset.from_config(None)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,7 +96,7 @@ def main() -> None:
         paths = (args.model1, args.model2 or args.model1)
     else:
         paths = tiny_models(args.models_dir)
-    frame = tasks_frame(load_demo_tasks(), PromptTemplates(), reader_seed=0)
+    frame = tasks_frame(load_demo_tasks(), PROTOCOL, reader_seed=0)
     reps = -(-args.tasks // len(frame))
     tasks = (frame.loc[frame.index.repeat(reps)].head(args.tasks).reset_index(drop=True)
              if args.tasks > len(frame) else frame.head(args.tasks).reset_index(drop=True))
@@ -107,7 +109,7 @@ def main() -> None:
           f"<= {args.max_new_tokens} new tokens, temperature {args.temperature}")
     rates = {}
     for name, batched in (("batched", True), ("one at a time", False)):
-        secs, turns, tokens = timed_run(tasks, paths, opts, settings, PromptTemplates(), batched, args.seed)
+        secs, turns, tokens = timed_run(tasks, paths, opts, settings, PROTOCOL, batched, args.seed)
         rates[name] = turns / secs
         print(f"{name:>14}: {turns:4d} turns, {tokens:6d} new tokens in {secs:7.2f} s: "
               f"{turns / secs:7.2f} turns/s, {tokens / secs:8.1f} tokens/s")

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from syncr2.simulation.lm import RowGumbelSampler
-from syncr2.simulation.prompts import PromptTemplates
+from syncr2.simulation.presets import PromptPreset
 from syncr2.simulation.simulate import GenerationSettings, block_rows, load_pair, run_block
 from syncr2.simulation.tasks import load_demo_tasks, tasks_frame
 from syncr2.simulation.tiny_models import build_from_spec
+
+PROTOCOL = PromptPreset.from_config(None)
 
 SPECS = {
     "tl": {"arch": "llama", "n_layers": 3, "hidden_size": 48, "n_heads": 4, "n_kv_heads": 2, "intermediate_size": 96, "seed": 5},
@@ -30,7 +32,7 @@ def env(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("repro")
     paths = {k: str(build_from_spec(spec, root / k)) for k, spec in SPECS.items()}
-    yield paths, tasks_frame(load_demo_tasks(), PromptTemplates(), reader_seed=0)
+    yield paths, tasks_frame(load_demo_tasks(), PROTOCOL, reader_seed=0)
     torch.set_num_threads(threads)
 
 
@@ -40,7 +42,7 @@ def simulate_all(env, block_size: int, batch_size: int, seed: int = 0):
     models = load_pair([(k, paths[k], {**OPTIONS[k], "batch_size": batch_size}) for k in ("tl", "tm")], SETTINGS)
     episodes, reps = [], {1: [], 2: []}
     for block in range(-(-len(tasks) // block_size)):
-        ep, r = run_block(block_rows(tasks, block, block_size), models, seed, block, SETTINGS, PromptTemplates(),
+        ep, r = run_block(block_rows(tasks, block, block_size), models, seed, block, SETTINGS, PROTOCOL,
                           progress=False)
         episodes.append(ep)
         for agent in (1, 2):

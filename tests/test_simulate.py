@@ -9,6 +9,7 @@ import transformers
 from syncr2.cli import main
 from syncr2.core.shards import ShardMeta, open_shard
 from syncr2.simulation.prompts import PromptTemplates, passive_prompt
+from syncr2.simulation.presets import PromptPreset
 from syncr2.simulation.simulate import (
     EPISODE_COLUMNS,
     GenerationSettings,
@@ -25,6 +26,8 @@ from syncr2.simulation.tasks import (
 from syncr2.simulation.tiny_models import build_from_spec
 from syncr2.synchrony.datasets import build_dataset
 
+PROTOCOL = PromptPreset.from_config(None)
+
 SPECS = {
     "tl": {"arch": "llama", "n_layers": 3, "hidden_size": 48, "n_heads": 4, "n_kv_heads": 2, "intermediate_size": 96, "seed": 5},
     "tm": {"arch": "mistral", "n_layers": 2, "hidden_size": 64, "n_heads": 4, "n_kv_heads": 2, "intermediate_size": 128, "seed": 6},
@@ -38,7 +41,7 @@ def env(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sim")
     paths = {k: str(build_from_spec(spec, root / k)) for k, spec in SPECS.items()}
-    frame = tasks_frame(load_demo_tasks(), PromptTemplates(), reader_seed=0)
+    frame = tasks_frame(load_demo_tasks(), PROTOCOL, reader_seed=0)
     write_tasks(frame, root / "tasks.parquet")
     yield root, paths, read_tasks(root / "tasks.parquet")
     torch.set_num_threads(threads)
@@ -47,7 +50,7 @@ def env(tmp_path_factory):
 def run(env, out, seed=0, block=0, pair=("tl", "tm"), batch_size=8):
     root, paths, tasks = env
     models = load_pair([(k, paths[k], {"batch_size": batch_size}) for k in pair], SETTINGS)
-    simulate_block(tasks, block, 4, seed, models, SETTINGS, PromptTemplates(), out / "ep.parquet",
+    simulate_block(tasks, block, 4, seed, models, SETTINGS, PROTOCOL, out / "ep.parquet",
                    (out / "a1.parquet", out / "a2.parquet"))
     return read_episodes(out / "ep.parquet"), models
 

@@ -214,11 +214,11 @@ def _json_arg(text: str) -> dict:
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
-    from .simulation.prompts import PromptTemplates
+    from .simulation.presets import PromptPreset
     from .simulation.tasks import load_tasks, tasks_frame, write_tasks
 
     tasks = load_tasks(args.source, args.path, args.ids, args.limit)
-    frame = tasks_frame(tasks, PromptTemplates.from_dict(args.templates), args.reader_seed)
+    frame = tasks_frame(tasks, PromptPreset.from_config(args.templates), args.reader_seed)
     write_tasks(frame, args.out)
     log.info("wrote %s (%d tasks)", args.out, len(frame))
 
@@ -231,34 +231,34 @@ def cmd_build_model(args: argparse.Namespace) -> None:
 
 
 def _pair_models(args: argparse.Namespace):
+    from .simulation.presets import PromptPreset
     from .simulation.simulate import GenerationSettings, load_pair
 
     settings = GenerationSettings.from_dict(getattr(args, "generation", None))
+    preset = PromptPreset.from_config(args.templates)
     lm1, lm2 = {**args.lm1, **args.runtime1}, {**args.lm2, **args.runtime2}
     specs = [(*args.model1, lm1), (*args.model2, lm2)]
-    return load_pair(specs, settings), settings
+    return load_pair(specs, settings, preset), settings, preset
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
-    from .simulation.prompts import PromptTemplates
     from .simulation.simulate import simulate_block
     from .simulation.tasks import read_tasks
 
-    models, settings = _pair_models(args)
+    models, settings, preset = _pair_models(args)
     simulate_block(
         read_tasks(args.tasks), args.block, args.block_size, args.seed, models, settings,
-        PromptTemplates.from_dict(args.templates), args.episodes_out, (args.reps_out1, args.reps_out2),
+        preset, args.episodes_out, (args.reps_out1, args.reps_out2),
     )
 
 
 def cmd_read_passive(args: argparse.Namespace) -> None:
     from .simulation.passive import read_passive_block
-    from .simulation.prompts import PromptTemplates
     from .simulation.tasks import read_tasks
 
-    models, _ = _pair_models(args)
+    models, _, preset = _pair_models(args)
     read_passive_block(
-        args.episodes, read_tasks(args.tasks), models, PromptTemplates.from_dict(args.templates),
+        args.episodes, read_tasks(args.tasks), models, preset,
         (args.reps_out1, args.reps_out2),
     )
 
@@ -292,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--path", default=None, help="Sotopia data directory (required unless --source demo)")
     p.add_argument("--ids", type=int, nargs="*", default=None, help="task ids to keep (default: all)")
     p.add_argument("--limit", type=int, default=None, help="keep the first N tasks after --ids (default: all)")
-    p.add_argument("--templates", type=_json_arg, default={}, help="JSON prompt template overrides")
+    p.add_argument("--templates", type=_json_arg, default={}, help="JSON of the config's prompts section: the preset name and template overrides")
     p.add_argument("--reader-seed", type=int, default=0, help="seed of the passive reader's persona draw")
     p.add_argument("--out", required=True, help="task table to write (Parquet)")
     p.set_defaults(func=cmd_tasks)
@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runtime1", type=_json_arg, default={},
                        help='JSON options of model 1 that change no output, e.g. {"device": "cuda", "batch_size": 25}')
         p.add_argument("--runtime2", type=_json_arg, default={}, help="JSON runtime options of model 2")
-        p.add_argument("--templates", type=_json_arg, default={}, help="JSON prompt template overrides")
+        p.add_argument("--templates", type=_json_arg, default={}, help="JSON of the config's prompts section: the preset name and template overrides")
         p.add_argument("--reps-out1", required=True, help="agent 1's representation shard to write")
         p.add_argument("--reps-out2", required=True, help="agent 2's representation shard to write")
         if name == "simulate":

@@ -10,16 +10,20 @@ from syncr2.core.config import (
     pair_key,
 )
 from syncr2.report.figure_plan import planned_figures
+from syncr2.simulation.presets import check_prompt_config
 from syncr2.simulation.tasks import count_selected_tasks
 
 TASKS = config["tasks"]
 N_TASKS = count_selected_tasks(
     TASKS["source"], TASKS.get("path"), TASKS.get("ids"), TASKS.get("limit")
 )
-check_config(config, N_TASKS)
+SEEDS = [int(s) for s in config["seeds"]]
+PRESET = check_prompt_config(config)
+# The seeds the passive control re-reads (the authors' preset: seeds 0-2 only).
+PASSIVE_SEEDS = [s for s in SEEDS if PRESET.reads_seed(s)]
+check_config(config, N_TASKS, passive_seeds=len(PASSIVE_SEEDS))
 
 PAIRS = {pair_key(m1, m2): (m1, m2) for m1, m2 in ordered_pairs(config)}
-SEEDS = [int(s) for s in config["seeds"]]
 BLOCKS = list(range(n_blocks(N_TASKS, int(TASKS.get("block_size", 16)))))
 CONDITIONS = list(config["conditions"])
 DIRECTIONS = list(config["directions"])
@@ -98,7 +102,7 @@ def rep_shards(pair, kind):
     return expand(
         "results/reps/{pair}/seed{seed}/{kind}/block{block}_agent{agent}.parquet",
         pair=pair,
-        seed=SEEDS,
+        seed=PASSIVE_SEEDS if kind == "passive" else SEEDS,
         kind=kind,
         block=BLOCKS,
         agent=[1, 2],

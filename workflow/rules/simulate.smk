@@ -21,7 +21,7 @@ rule simulate:
         lm1=lambda wc: lm_params(wc, 1),
         lm2=lambda wc: lm_params(wc, 2),
         generation=canon(config["generation"]),
-        templates=canon(config.get("prompts", {})),
+        templates=canon(PRESET.config_section()),
         block_size=TASKS["block_size"],
     shell:
         "python -m syncr2 simulate --tasks {input.tasks} --block {wildcards.block} "
@@ -54,7 +54,7 @@ rule read_passive:
         model2=lambda wc: model_arg(wc, 2),
         lm1=lambda wc: lm_params(wc, 1),
         lm2=lambda wc: lm_params(wc, 2),
-        templates=canon(config.get("prompts", {})),
+        templates=canon(PRESET.config_section()),
     shell:
         "python -m syncr2 read-passive --tasks {input.tasks} --episodes {input.episodes} "
         "--model1 {params.model1} --model2 {params.model2} --lm1 {params.lm1:q} --lm2 {params.lm2:q} "

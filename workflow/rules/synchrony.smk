@@ -4,10 +4,10 @@ R2 = config["r2"]
 rule check_sizes:
     """CPU job, before any R2 job of a condition: do the simulated episodes fill r2.size?"""
     input:
-        expand(
+        lambda wc: expand(
             "results/episodes/{pair}/seed{seed}/block{block}.parquet",
             pair=PAIRS,
-            seed=SEEDS,
+            seed=PASSIVE_SEEDS if wc.condition == "passive" else SEEDS,
             block=BLOCKS,
         ),
     output:

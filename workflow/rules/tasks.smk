@@ -13,7 +13,7 @@ rule tasks:
         path=f"--path {TASKS['path']}" if TASKS.get("path") else "",
         ids=("--ids " + " ".join(map(str, TASKS["ids"]))) if TASKS.get("ids") else "",
         limit=f"--limit {TASKS['limit']}" if TASKS.get("limit") else "",
-        templates=canon(config.get("prompts", {})),
+        templates=canon(PRESET.config_section()),
         reader_seed=TASKS.get("reader_seed", 0),
     shell:
         "python -m syncr2 tasks --source {params.source} {params.path} {params.ids} {params.limit} "

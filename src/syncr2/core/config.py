@@ -41,8 +41,12 @@ def samples_per_episode(max_turns: int, direction: str, lag: int) -> int:
     return (last_source - first) // 2 + 1
 
 
-def check_config(cfg: Mapping[str, Any], n_tasks: int) -> None:
-    """Raise :class:`ConfigError` listing every problem of ``cfg`` for ``n_tasks`` tasks."""
+def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None = None) -> None:
+    """Raise :class:`ConfigError` listing every problem of ``cfg`` for ``n_tasks`` tasks.
+
+    ``passive_seeds``: how many of the seeds the passive control re-reads (the
+    prompt preset's ``passive_seeds``; default all), for its sample capacity.
+    """
     problems: list[str] = []
     models = cfg["models"]
     for m1, m2 in ordered_pairs(cfg):
@@ -77,11 +81,12 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int) -> None:
                     f"but generation.max_turns is {max_turns}; raise max_turns or drop {name}"
                 )
                 continue
-            capacity = per_episode * seeds * n_tasks
+            n_seeds = passive_seeds if cond.source_kind == "passive" and passive_seeds is not None else seeds
+            capacity = per_episode * n_seeds * n_tasks
             if capacity < size:
                 problems.append(
                     f"r2.size is {size} but {name} {direction} can give at most {capacity} samples "
-                    f"({n_tasks} tasks x {seeds} seeds x {per_episode} per episode of {max_turns} turns); "
+                    f"({n_tasks} tasks x {n_seeds} seeds x {per_episode} per episode of {max_turns} turns); "
                     f"lower r2.size to <= {capacity} or add tasks/seeds"
                 )
     judge = cfg.get("judge") or {}
@@ -118,10 +123,10 @@ def n_blocks(n_tasks: int, block_size: int) -> int:
 # in one canonical text, so that reordering keys or writing 0.7 as 0.70 reruns nothing.
 
 #: Model options that change what a model computes (part of a GPU rule's params).
-LM_RESULT_KEYS = ("revision", "dtype", "chat_template")
+LM_RESULT_KEYS = ("revision", "dtype", "tf32", "chat_template")
 #: Model options that only say where or how fast it runs (never a rerun trigger): an
 #: episode's text does not depend on the batch it was sampled in.
-LM_RUNTIME_KEYS = ("device", "batch_size", "memory_limit_gb")
+LM_RUNTIME_KEYS = ("device", "batch_size", "memory_limit_gb", "attn_implementation")
 
 
 def _canonical_value(value: Any) -> Any:

@@ -79,6 +79,13 @@ class LMConfig:
     ``batch_size`` only affects speed and memory, never the sampled text.
     ``memory_limit_gb`` caps the memory a batch may use (weights included);
     on CUDA the free device memory caps it anyway (:meth:`ChatLM.plan_batches`).
+    ``special_tokens``: ``template`` (a rendered prompt that starts with the
+    BOS text gets no second one) or ``always`` (the tokenizer's special tokens
+    are added whatever the text, as the authors' ``tokenizer.encode`` did).
+    ``attn_implementation`` None selects :mod:`syncr2.simulation.gqa_attention`
+    (decode steps of grouped-query models without repeated K/V; prefill is
+    SDPA); ``sdpa`` or ``eager`` select transformers' own. ``tf32`` lets CUDA
+    run float32 matmuls in TF32; the recorded dtype then reads ``float32+tf32``.
     """
 
     path: str
@@ -95,8 +102,12 @@ class LMConfig:
     stop_at_newline: bool = False
     date_string: str = DEFAULT_DATE_STRING
     memory_limit_gb: float | None = None
+    special_tokens: str = "template"
+    tf32: bool = False
 
     def __post_init__(self) -> None:
+        if self.special_tokens not in ("template", "always"):
+            raise ValueError(f"special_tokens must be 'template' or 'always', got {self.special_tokens!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
@@ -304,9 +315,14 @@ class ChatLM:
             if tokenizer.eos_token is None:
                 raise ValueError(f"{cfg.path}: the tokenizer has neither a pad nor an EOS token")
             tokenizer.pad_token = tokenizer.eos_token
-        kw: dict[str, Any] = {"revision": cfg.revision, "dtype": _DTYPES[cfg.dtype]}
-        if cfg.attn_implementation:
-            kw["attn_implementation"] = cfg.attn_implementation
+        from .gqa_attention import register
+
+        kw: dict[str, Any] = {"revision": cfg.revision, "dtype": _DTYPES[cfg.dtype],
+                              "attn_implementation": cfg.attn_implementation or register()}
+        if device.type == "cuda":
+            # process-wide switches: one model per job, so its setting is the job's
+            torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+            torch.backends.cudnn.allow_tf32 = cfg.tf32
         if device.type != "cpu" and is_accelerate_available():
             kw["device_map"] = {"": device}  # stream the weights straight onto the GPU
         model = AutoModelForCausalLM.from_pretrained(cfg.path, **kw)
@@ -329,8 +345,10 @@ class ChatLM:
 
     @property
     def dtype(self) -> str:
-        """The weights' dtype name, e.g. ``float32``."""
-        return str(self.model.dtype).removeprefix("torch.")
+        """The weights' dtype name, e.g. ``float32``; ``float32+tf32`` when CUDA runs its matmuls in TF32."""
+        name = str(self.model.dtype).removeprefix("torch.")
+        tf32 = self.cfg.tf32 and self.device.type == "cuda" and name == "float32"
+        return f"{name}+tf32" if tf32 else name
 
     @property
     def model_path(self) -> str:
@@ -443,13 +461,16 @@ class ChatLM:
         text themselves; such a prompt is tokenized with
         ``add_special_tokens=False`` (as ``apply_chat_template(tokenize=True)``
         does), otherwise a second BOS would be added. A prompt that does not
-        start with the BOS text gets the tokenizer's own special tokens.
+        start with the BOS text gets the tokenizer's own special tokens. With
+        ``special_tokens: always`` every prompt gets them (the authors' Llama-3
+        prompts start with two BOS).
         """
         bos = self.tokenizer.bos_token
+        always = self.cfg.special_tokens == "always"
         out = []
         for p in prompts:
             has_bos = bool(bos) and p.startswith(bos)
-            out.append(self.tokenizer(p, add_special_tokens=not has_bos)["input_ids"])
+            out.append(self.tokenizer(p, add_special_tokens=always or not has_bos)["input_ids"])
         return out
 
     def _left_pad(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

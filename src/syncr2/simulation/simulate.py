@@ -37,13 +37,7 @@ from tqdm.auto import tqdm
 from ..core.atomic import atomic_path
 from ..core.shards import ShardMeta, write_shard
 from .lm import DEFAULT_DATE_STRING, ChatLM, LMConfig, fixed_date, row_seed
-from .prompts import (
-    PromptTemplates,
-    clean_utterance,
-    is_leave,
-    speaker_prompt,
-    template_hash,
-)
+from .presets import PromptPreset
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +117,7 @@ def library_versions() -> dict[str, str]:
 
 
 def shard_meta(
-    lm: ChatLM, model_key: str, kind: str, templates: PromptTemplates, generation: dict[str, Any] | None = None
+    lm: ChatLM, model_key: str, kind: str, preset: PromptPreset, generation: dict[str, Any] | None = None
 ) -> ShardMeta:
     """Provenance of the representations one model records.
 
@@ -134,7 +128,7 @@ def shard_meta(
     return ShardMeta(
         model_key=model_key, model_path=str(lm.model_path), revision=str(lm.revision or lm.weights_hash),
         dtype=lm.dtype, n_layers=lm.n_layers, hidden_size=lm.hidden_size, kind=kind,
-        template_hash=template_hash(templates), chat_template_sha256=lm.chat_template_sha256,
+        template_hash=preset.sha256(), chat_template_sha256=lm.chat_template_sha256,
         **{k: gen.get(k) for k in ShardMeta.SAMPLING_FIELDS}, **library_versions(),
     )
 
@@ -145,7 +139,7 @@ def run_block(
     seed: int,
     block: int,
     settings: GenerationSettings,
-    templates: PromptTemplates,
+    preset: PromptPreset,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[int, tuple[pd.DataFrame, np.ndarray]]]:
     """Simulate every task of ``tasks`` (one block) with agent 1 = models[0], agent 2 = models[1].
@@ -159,6 +153,10 @@ def run_block(
         if lm.cfg.date_string != settings.date_string:
             raise ValueError(f"model {key!r} renders prompts dated {lm.cfg.date_string!r} but the generation "
                              f"settings say {settings.date_string!r}; load the models with load_pair(specs, settings)")
+        if lm.cfg.special_tokens != preset.special_tokens:
+            raise ValueError(f"model {key!r} was loaded for special_tokens={lm.cfg.special_tokens!r} but prompt preset "
+                             f"{preset.name!r} says {preset.special_tokens!r}; load the models with "
+                             "load_pair(specs, settings, preset)")
     pair_keys = (models[0][0], models[1][0])
     task_ids = [int(t) for t in tasks["task_id"]]
     names = {1: tasks["agent1_name"].tolist(), 2: tasks["agent2_name"].tolist()}
@@ -174,16 +172,16 @@ def run_block(
             break
         speaker = 1 if turn % 2 == 0 else 2
         key, lm = models[speaker - 1]
-        prompts = [speaker_prompt(intros[speaker][i], history[i], names[speaker][i], turn, templates) for i in active]
+        prompts = [preset.prompt(intros[speaker][i], history[i], names[speaker][i], turn) for i in active]
         result = lm.generate(
             [lm.render(p) for p in prompts],
             seed=[episode_seed(seed, task_ids[i], pair_keys, turn) for i in active],
         )
         for j, i in enumerate(active):
-            utterance = clean_utterance(result.texts[j])
+            utterance = preset.clean(result.texts[j])
             history[i].append((names[speaker][i], utterance))
             end = None
-            if is_leave(utterance):
+            if preset.ends_episode(turn, names[speaker][i], utterance):
                 end = "leave"
             elif turn == settings.max_turns - 1:
                 end = "max_turns"
@@ -247,15 +245,26 @@ def read_episodes(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def load_pair(
-    specs: Sequence[tuple[str, str, dict[str, Any]]], settings: GenerationSettings | None = None
+    specs: Sequence[tuple[str, str, dict[str, Any]]],
+    settings: GenerationSettings | None = None,
+    preset: PromptPreset | None = None,
 ) -> tuple[tuple[str, ChatLM], tuple[str, ChatLM]]:
-    """Load the two agents' models (key, path, options); a same-model pair shares one instance."""
+    """Load the two agents' models (key, path, options); a same-model pair shares one instance.
+
+    The prompt ``preset`` (default ``protocol``) supplies a model's chat
+    template when its options give none, and whether the tokenizer adds its
+    BOS in front of the template's text.
+    """
     settings = settings or GenerationSettings()
+    preset = preset or PromptPreset.from_config(None)
     gen = {"max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
-           "stop_at_newline": settings.stop_at_newline, "date_string": settings.date_string}
+           "stop_at_newline": settings.stop_at_newline, "date_string": settings.date_string,
+           "special_tokens": preset.special_tokens}
     loaded: dict[tuple[str, str], ChatLM] = {}
     out = []
     for key, path, opts in specs:
+        preset.check_model(key, path, opts.get("chat_template"))
+        opts = {**opts, "chat_template": opts.get("chat_template") or preset.chat_template_for(path)}
         cache_key = (path, repr(sorted(opts.items())))
         if cache_key not in loaded:
             log.info("loading %s from %s", key, path)
@@ -271,18 +280,18 @@ def simulate_block(
     seed: int,
     models: tuple[tuple[str, ChatLM], tuple[str, ChatLM]],
     settings: GenerationSettings,
-    templates: PromptTemplates,
+    preset: PromptPreset,
     episodes_out: str | os.PathLike[str],
     reps_out: tuple[str | os.PathLike[str], str | os.PathLike[str]],
 ) -> None:
     """Run one block and write its dialogue table and both agents' genuine shards."""
     rows = block_rows(tasks, block, block_size)
     log.info("block %d: tasks %s, seed %d", block, rows["task_id"].tolist(), seed)
-    episodes, reps = run_block(rows, models, seed, block, settings, templates)
+    episodes, reps = run_block(rows, models, seed, block, settings, preset)
     generation = {agent: generation_provenance(models[agent - 1][1]) for agent in (1, 2)}
     for agent in (1, 2):
         key, lm = models[agent - 1]
         idx, arr = reps[agent]
-        write_shard(reps_out[agent - 1], idx, arr, shard_meta(lm, key, "genuine", templates, generation[agent]))
+        write_shard(reps_out[agent - 1], idx, arr, shard_meta(lm, key, "genuine", preset, generation[agent]))
     write_episodes(episodes, episodes_out, generation)
     log.info("wrote %s (%d turns)", episodes_out, len(episodes))

@@ -80,7 +80,8 @@ class Task:
 
     ``agent_goals`` are raw (with Sotopia's ``<extra_info>``-style tags);
     ``personas`` are the full names of every persona of the task source (the
-    passive reader is drawn from them).
+    passive reader is drawn from them), sorted; ``personas_in_file_order`` the
+    same names in the order of the source's agent file.
     """
 
     task_id: int
@@ -97,6 +98,7 @@ class Task:
     env: EnvironmentProfile
     agents: tuple[AgentProfile, AgentProfile]
     personas: tuple[str, ...] = ()
+    personas_in_file_order: tuple[str, ...] = ()
 
 
 def full_name(profile: AgentProfile) -> str:

@@ -33,11 +33,10 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..core.atomic import write_parquet
+from .presets import PromptPreset
 from .prompts import (
-    PromptTemplates,
     draw_reader_names,
     render_goal,
-    render_intro,
     render_judge_intro,
     render_judge_intro_authors,
 )
@@ -111,6 +110,7 @@ def _assemble(
     """Tasks in the order of ``combos`` ((label, combo) pairs); ``where`` names the files for messages."""
     sot = sotopia_modules()
     personas = tuple(sorted(full_name(a) for a in agents.values()))
+    in_file_order = tuple(full_name(a) for a in agents.values())
     tasks = []
     for task_id, (label, combo) in enumerate(combos):
         if combo.env_id not in envs:
@@ -129,6 +129,7 @@ def _assemble(
             relationship_name=relationship.name, agent_pks=(str(profiles[0].pk), str(profiles[1].pk)),
             agent_names=(full_name(profiles[0]), full_name(profiles[1])),
             agent_goals=(env.agent_goals[0], env.agent_goals[1]), env=env, agents=profiles, personas=personas,
+            personas_in_file_order=in_file_order,
         ))
     return tasks
 
@@ -284,9 +285,14 @@ def _required_path(source: str, path: str | os.PathLike[str] | None) -> str | os
     return path
 
 
+#: ``tasks.parquet`` attrs key: every persona's name in the order of the task source's
+#: agent file (the authors' passive-reader draw picks positions in that order).
+PERSONAS_ATTR = "personas_in_file_order"
+
+
 def tasks_frame(
     tasks: Sequence[Task],
-    templates: PromptTemplates | None = None,
+    preset: PromptPreset | None = None,
     reader_seed: int = 0,
     personas: Sequence[str] | None = None,
     exclude_participants: bool = False,
@@ -294,17 +300,19 @@ def tasks_frame(
     """The normalized task table (``results/tasks.parquet``), with rendered intros and the passive reader.
 
     ``agent{1,2}_goal`` are each agent's own goal as it sees it, ``intro{1,2}``
-    the full agent-facing intros (see :mod:`syncr2.simulation.prompts`), ``judge_intro``
+    the full agent-facing intros of the prompt ``preset`` (default: ``protocol``), ``judge_intro``
     the unmasked context with both goals (Sotopia's rendering, tidied), and
     ``judge_intro_authors`` the same context byte for byte as the authors'
     judge saw it (PROTOCOL.md section 10). The reader of each task is drawn
     with ``reader_seed`` from ``personas`` (default: every persona of the
     tasks' source, 40 for Sotopia), optionally never one of the task's own
-    agents (the authors did not exclude them).
+    agents (the authors did not exclude them). The frame's ``attrs`` (kept in
+    the Parquet file) hold the personas in agent-file order (``PERSONAS_ATTR``)
+    for presets that draw the reader per seed (:meth:`PromptPreset.reader_names`).
     """
 
     sot = sotopia_modules()
-    templates = templates or PromptTemplates()
+    preset = preset or PromptPreset.from_config(None)
     pool = list(personas) if personas is not None else sorted({n for t in tasks for n in t.personas})
     readers = draw_reader_names(
         [t.task_id for t in tasks], pool, reader_seed,
@@ -317,12 +325,15 @@ def tasks_frame(
         "agent1_name": t.agent_names[0], "agent2_name": t.agent_names[1],
         "agent1_goal": render_goal(t, 1), "agent2_goal": render_goal(t, 2),
         "scenario": sot.render_text_for_environment(t.scenario).strip(),
-        "intro1": render_intro(t, 1, templates), "intro2": render_intro(t, 2, templates),
+        "intro1": preset.render_intro(t, 1), "intro2": preset.render_intro(t, 2),
         "judge_intro": render_judge_intro(t), "judge_intro_authors": render_judge_intro_authors(t),
         "reader_name": readers[t.task_id],
     } for t in tasks]
     frame = pd.DataFrame(rows, columns=list(TASK_COLUMNS))
-    return frame.astype({"task_id": "int64", "relationship": "int64"})
+    frame = frame.astype({"task_id": "int64", "relationship": "int64"})
+    orders = {t.personas_in_file_order for t in tasks}
+    frame.attrs[PERSONAS_ATTR] = list(orders.pop()) if len(orders) == 1 else []
+    return frame
 
 
 def write_tasks(tasks_df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
