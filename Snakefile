@@ -32,16 +32,32 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/tasks.smk"
-include: "workflow/rules/models.smk"
-include: "workflow/rules/simulate.smk"
+
+
+# A known-answer study (config/synthetic.yaml) plants what the LLM runs and the judge would give.
+if SYNTHETIC:
+
+    include: "workflow/rules/synthetic.smk"
+
+else:
+
+    include: "workflow/rules/models.smk"
+    include: "workflow/rules/simulate.smk"
+    include: "workflow/rules/social.smk"
+
+
 include: "workflow/rules/synchrony.smk"
-include: "workflow/rules/social.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
 
 
 # Figure 6 and Table 1 correlate the experimental condition's SyncR2 with performance.
-SOCIAL_OUTPUTS = rules.social_figures.output if "experimental" in CONDITIONS else []
+if "experimental" not in CONDITIONS:
+    SOCIAL_OUTPUTS = []
+elif SYNTHETIC:  # no Sotopia relationships to plot: the correlations and the truth
+    SOCIAL_OUTPUTS = rules.correlate.output + rules.planted_performance.output
+else:
+    SOCIAL_OUTPUTS = rules.social_figures.output
 
 
 rule all:

@@ -281,6 +281,38 @@ def _sub(sub: argparse._SubParsersAction, name: str, helptext: str) -> argparse.
     return sub.add_parser(name, help=helptext, description=helptext, formatter_class=_HelpFormatter)
 
 
+def cmd_synthesize(args: argparse.Namespace) -> None:
+    from .synchrony.planted_study import PlantedStudy, write_planted_block
+
+    study = PlantedStudy.from_config(args.study)
+    first = args.block * args.block_size
+    ids = list(range(first, min(first + args.block_size, args.n_tasks)))
+    if not ids:
+        raise ValueError(f"block {args.block} is empty: {args.n_tasks} tasks in blocks of {args.block_size}")
+    (m1, _), (m2, _) = args.model1, args.model2
+    write_planted_block(study, args.pair, m1, m2, args.seed, ids, args.episodes_out,
+                        (args.reps_out1, args.reps_out2), (args.passive_out1, args.passive_out2))
+    log.info("wrote planted block %d of %s, seed %d (%d tasks)", args.block, args.pair, args.seed, len(ids))
+
+
+def cmd_planted_performance(args: argparse.Namespace) -> None:
+    from .social.performance import planted_performance, write_performance
+    from .synchrony.planted_study import (
+        PlantedStudy,
+        analytic_table,
+        planted_performance_scores,
+        write_truth,
+    )
+
+    study = PlantedStudy.from_config(args.study)
+    pairs = {p: tuple(p.split("__")) for p in args.pairs}
+    frame = planted_performance(planted_performance_scores(study, pairs), args.families,
+                                args.one_order_first_family, args.model_order)
+    write_performance(frame, args.out)
+    write_truth(analytic_table(study, pairs, args.conditions, args.directions), args.truth_out)
+    log.info("wrote %s and %s (%d pairs)", args.out, args.truth_out, len(pairs))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="syncr2", description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -448,6 +480,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
     p.add_argument("--out", required=True, help="relationship table to write (Parquet)")
     p.set_defaults(func=cmd_relationships)
+
+    p = _sub(sub, "synthesize", "known-answer study: one block of planted episodes, genuine and passive shards")
+    p.add_argument("--study", type=_json_arg, required=True, help="JSON of the config's synthetic section")
+    p.add_argument("--pair", required=True, help="ordered pair key m1__m2")
+    p.add_argument("--model1", type=_model_arg, required=True, help="KEY=synthetic of agent 1")
+    p.add_argument("--model2", type=_model_arg, required=True, help="KEY=synthetic of agent 2")
+    p.add_argument("--n-tasks", type=int, required=True, help="tasks of the study")
+    p.add_argument("--block", type=int, required=True, help="block number")
+    p.add_argument("--block-size", type=int, required=True, help="tasks per block")
+    p.add_argument("--seed", type=int, required=True, help="simulation seed")
+    p.add_argument("--episodes-out", required=True, help="episode table to write")
+    for agent in (1, 2):
+        p.add_argument(f"--reps-out{agent}", required=True, help=f"agent {agent}'s genuine shard to write")
+        p.add_argument(f"--passive-out{agent}", required=True, help=f"agent {agent}'s passive shard to write")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = _sub(sub, "planted-performance", "known-answer study: planted performance and the analytic truth table")
+    p.add_argument("--study", type=_json_arg, required=True, help="JSON of the config's synthetic section")
+    p.add_argument("--pairs", nargs="+", required=True, help="ordered pair keys m1__m2")
+    p.add_argument("--families", type=_json_arg, required=True, help='JSON {"model": "family"}')
+    p.add_argument("--model-order", nargs="+", default=None, help="model keys in pair-naming order")
+    p.add_argument("--one-order-first-family", default="Mistral", help="Table 1's agent-1 family of a Cross pair")
+    p.add_argument("--conditions", nargs="+", required=True, help="conditions of the truth table")
+    p.add_argument("--directions", nargs="+", default=["AtoB", "BtoA"], help="directions of the truth table")
+    p.add_argument("--out", required=True, help="performance table to write")
+    p.add_argument("--truth-out", required=True, help="planted-truth table to write")
+    p.set_defaults(func=cmd_planted_performance)
 
     p = _sub(sub, "social-figures", "Figures 5 and 6, Table 1 and the performance tables")
     p.add_argument("--summary-dir", required=True, help="results/summary (the analysis tables)")

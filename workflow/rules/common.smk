@@ -14,8 +14,13 @@ from syncr2.simulation.presets import check_prompt_config
 from syncr2.simulation.tasks import count_selected_tasks
 
 TASKS = config["tasks"]
-N_TASKS = count_selected_tasks(
-    TASKS["source"], TASKS.get("path"), TASKS.get("ids"), TASKS.get("limit")
+SYNTHETIC = bool(config.get("synthetic"))
+N_TASKS = (
+    int(config["synthetic"]["n_tasks"])
+    if SYNTHETIC
+    else count_selected_tasks(
+        TASKS["source"], TASKS.get("path"), TASKS.get("ids"), TASKS.get("limit")
+    )
 )
 SEEDS = [int(s) for s in config["seeds"]]
 PRESET = check_prompt_config(config)

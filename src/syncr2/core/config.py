@@ -60,7 +60,8 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
     for key, spec in models.items():
         if "/" in key or "__" in key:
             problems.append(f"models: key {key!r} may not contain '/' or '__' (it names files and pairs)")
-    max_turns = int(cfg["generation"].get("max_turns", 16))
+    synthetic = cfg.get("synthetic") or {}
+    max_turns = int(synthetic.get("n_turns", 8)) if synthetic else int(cfg["generation"].get("max_turns", 16))
     seeds = len(cfg["seeds"])
     size = int(cfg["r2"]["size"])
     test_fraction = float(cfg["r2"].get("test_fraction", 0.2))
@@ -90,6 +91,8 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
                     f"lower r2.size to <= {capacity} or add tasks/seeds"
                 )
     judge = cfg.get("judge") or {}
+    if not judge and not cfg.get("synthetic"):
+        problems.append("judge: missing; a study of LLMs needs a judge section (see config/config.yaml)")
     if judge.get("backend") == "openai_http":
         http = judge.get("openai_http") or {}
         if not http.get("base_url"):

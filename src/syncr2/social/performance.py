@@ -193,7 +193,22 @@ def performance_table(
     """
     _check_policy(policy)
     episodes = episode_scores(eval_frame, policy)
-    ordered = _ordered_scores(episodes)
+    return performance_from_ordered(_ordered_scores(episodes), families, one_order_first_family, model_order)
+
+
+def performance_from_ordered(
+    ordered: Mapping[tuple[str, str], dict],
+    families: Mapping[str, str],
+    one_order_first_family: str = "Mistral",
+    model_order: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The performance table from per-ordered-pair scores (see :func:`performance_table` for the levels).
+
+    ``ordered`` maps (model of agent 1, model of agent 2) to ``overall``,
+    ``goal``, ``n_valid``, ``n_invalid``, ``overall_agent1``,
+    ``overall_agent2``. The judge's scores and the known-answer study's
+    planted scores (:func:`planted_performance`) both go through here.
+    """
     present = sorted({m for pair in ordered for m in pair})
     order = list(model_order) if model_order is not None else present
     if len(set(order)) != len(order):
@@ -235,3 +250,22 @@ def write_performance(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path
         raise ValueError(f"{path}: refusing to write a performance table without column(s) {', '.join(missing)}")
     write_parquet(frame, path)
     return Path(path)
+
+
+def planted_performance(
+    scores: Mapping[tuple[str, str], float],
+    families: Mapping[str, str],
+    one_order_first_family: str = "Mistral",
+    model_order: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The performance table of a known-answer study: one planted overall score per ordered pair.
+
+    Both agents and ``goal`` get the pair's planted value; counts are 1 valid,
+    0 invalid (there is no judge to fail).
+    """
+    ordered = {
+        pair: {"overall": float(v), "goal": float(v), "n_valid": 1, "n_invalid": 0,
+               "overall_agent1": float(v), "overall_agent2": float(v)}
+        for pair, v in scores.items()
+    }
+    return performance_from_ordered(ordered, families, one_order_first_family, model_order)

@@ -104,7 +104,12 @@ def read_r2_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict]:
 
 
 def r2_cube(table: pd.DataFrame) -> np.ndarray:
-    """The table as an array (split seeds, L_src, L_tgt)."""
+    """The table as an array (split seeds, L_src, L_tgt).
+
+    The table must hold every layer 0..L-1 on both sides; a table of a layer
+    subset (e.g. a nonlinear-map run on chosen layers) is read with
+    :func:`r2_cube_layers`.
+    """
     seeds = np.sort(table["split_seed"].unique())
     n_src = int(table["layer_src"].max()) + 1
     n_tgt = int(table["layer_tgt"].max()) + 1
@@ -114,3 +119,45 @@ def r2_cube(table: pd.DataFrame) -> np.ndarray:
     if np.isnan(cube).any():
         raise ValueError("R2 table is incomplete: some (split_seed, layer_src, layer_tgt) cells are missing")
     return cube
+
+
+def r2_cube_layers(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The table as (cube, layers_src, layers_tgt), for complete grids and layer subsets alike.
+
+    ``cube`` is (split seeds, len(layers_src), len(layers_tgt)) with
+    ``cube[:, i, j]`` the R2 of source layer ``layers_src[i]`` and target layer
+    ``layers_tgt[j]``; the layer lists are the sorted layer numbers present in
+    the table. For a table over all layers 0..L-1 the cube equals
+    :func:`r2_cube`'s. Every (split seed, source layer, target layer)
+    combination of the present values must occur exactly once.
+    """
+    missing = [c for c in ("split_seed", "layer_src", "layer_tgt", "r2") if c not in table.columns]
+    if missing:
+        raise ValueError(f"R2 table lacks column(s) {', '.join(missing)}")
+    if table.empty:
+        raise ValueError("R2 table is empty: it holds no (split_seed, layer_src, layer_tgt) cell")
+    key = table[["split_seed", "layer_src", "layer_tgt"]]
+    dup = key.duplicated()
+    if dup.any():
+        row = key[dup].iloc[0]
+        raise ValueError(
+            f"R2 table holds cell (split_seed {row.split_seed}, layer_src {row.layer_src}, "
+            f"layer_tgt {row.layer_tgt}) more than once; tables of different runs were concatenated"
+        )
+    seeds = np.sort(table["split_seed"].unique())
+    layers_src = np.sort(table["layer_src"].unique()).astype(np.int64)
+    layers_tgt = np.sort(table["layer_tgt"].unique()).astype(np.int64)
+    cube = np.full((len(seeds), len(layers_src), len(layers_tgt)), np.nan)
+    pos = np.searchsorted(seeds, table["split_seed"].to_numpy())
+    src = np.searchsorted(layers_src, table["layer_src"].to_numpy())
+    tgt = np.searchsorted(layers_tgt, table["layer_tgt"].to_numpy())
+    cube[pos, src, tgt] = table["r2"].to_numpy()
+    if len(table) != cube.size:
+        raise ValueError(
+            f"R2 table is incomplete: some (split_seed, layer_src, layer_tgt) cells are missing "
+            f"({len(table)} of {cube.size} cells for {len(seeds)} split seeds x source layers "
+            f"{layers_src.tolist()} x target layers {layers_tgt.tolist()})"
+        )
+    if np.isnan(cube).any():
+        raise ValueError("R2 table holds NaN r2 values; recompute the table")
+    return cube, layers_src, layers_tgt
