@@ -50,7 +50,7 @@ from tqdm.auto import tqdm
 
 from ..synchrony.datasets import ConditionDataset, build_dataset, fixed_size_split
 from ..synchrony.r2table import R2_COLUMNS, write_r2_table
-from ..synchrony.ridge import LayerLoader, _as_index, _constant_columns, resolve_device
+from ..synchrony.ridge import LayerLoader, _as_index, _constant_columns, check_layer_stacks, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -365,11 +365,7 @@ def mlp_pair_r2(
     **options,
 ) -> np.ndarray:
     """:func:`mlp_pair_r2_streamed` for in-memory ``X`` (n, L_A, D_A) and ``Y`` (n, L_B, D_B)."""
-    X, Y = np.asarray(X), np.asarray(Y)
-    if X.ndim != 3 or Y.ndim != 3:
-        raise ValueError(f"X and Y must be (n, L, D); got {X.shape} and {Y.shape}")
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    X, Y = check_layer_stacks(X, Y)
     return mlp_pair_r2_streamed(lambda a: X[:, a, :], lambda b: Y[:, b, :], X.shape[1], Y.shape[1],
                                 train_idx, test_idx, **options)
 

@@ -123,7 +123,7 @@ from tqdm.auto import tqdm
 
 from ..core.atomic import write_parquet
 from ..synchrony.datasets import ConditionDataset, build_dataset, fixed_size_split
-from ..synchrony.ridge import _as_index, _hat_matrix, _target_terms, resolve_device
+from ..synchrony.ridge import _as_index, _hat_matrix, _target_terms, layer_tensor, resolve_device
 from ..synchrony.sync import sync_r2
 
 log = logging.getLogger(__name__)
@@ -322,15 +322,7 @@ def permuted_r2_grids(
     test = torch.as_tensor(test_np, device=dev)
 
     def to_dev(arr: np.ndarray, what: str) -> torch.Tensor:
-        arr = np.asarray(arr)
-        if arr.ndim != 2 or arr.shape[0] != n:
-            raise ValueError(f"{what}: expected an ({n}, D) array, got shape {arr.shape}")
-        if any(st < 0 for st in arr.strides):
-            arr = np.ascontiguousarray(arr)
-        t = torch.as_tensor(arr, device=dev).to(torch.float64)
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{what}: contains NaN or infinite values")
-        return t
+        return layer_tensor(arr, n, what, dev)
 
     # H^T H and Z Z^T are symmetric: keep the upper triangle, off-diagonal terms weighted 2,
     # which halves the Gram memory, the gathers and the products of the H^T H term.

@@ -49,6 +49,7 @@ from .prompts import (
     is_leave,
     passive_prompt,
     render_intro,
+    speaker_prompt,
 )
 
 DEFAULT_PRESET = "protocol"
@@ -157,20 +158,22 @@ class PromptPreset:
     def prompt(self, intro: str, history: Sequence[tuple[str, str]], speaker_name: str, turn: int) -> str:
         """The speaker's user message at ``turn``: the intro, one line per past turn, the open line.
 
-        The protocol intro is a block joined to the dialogue with a newline;
-        the authors' intro ends in its own newline (their LEAVE line) and the
-        dialogue lines follow it directly.
+        The protocol's is :func:`~.prompts.speaker_prompt`. The authors' intro
+        ends in its own newline (their LEAVE line), the dialogue lines follow it
+        directly, and an utterance may hold a carriage return (their cut splits
+        on "\\n" only).
         """
+        if self.utterance != "authors":
+            return speaker_prompt(intro, history, speaker_name, turn, self.templates)
         if turn != len(history):
             raise ValueError(f"prompt: turn {turn} but {len(history)} past turns")
         lines = []
         for i, (name, utterance) in enumerate(history):
-            if "\n" in utterance or ("\r" in utterance and self.utterance != "authors"):
+            if "\n" in utterance:
                 raise ValueError(f"prompt: the utterance of turn {i} spans several lines: {utterance!r}")
             lines.append(self.dialogue_line(i, name, utterance))
         lines.append(self.templates.open_line.format(turn=turn, name=speaker_name))
-        dialogue = "\n".join(lines)
-        return intro + dialogue if self.intro == "authors" else intro + "\n" + dialogue
+        return intro + "\n".join(lines)
 
     def dialogue_line(self, turn: int, name: str, utterance: str) -> str:
         """One finished turn's line of the dialogue."""

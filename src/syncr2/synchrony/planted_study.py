@@ -37,13 +37,9 @@ import pandas as pd
 from ..core.atomic import write_parquet
 from ..core.conditions import Condition
 from ..core.shards import ShardMeta, write_shard
+from ..simulation.simulate import EPISODE_COLUMNS
 from .sync import sync_r2
 
-#: The episodes table's columns (the simulate rule's contract).
-EPISODE_COLUMNS = (
-    "task_id", "seed", "turn", "speaker", "speaker_name", "model_key", "prompt", "raw_output",
-    "utterance", "end_reason", "n_prompt_tokens", "n_new_tokens",
-)
 
 
 def _key_seed(*parts: Any) -> list[int]:

@@ -146,6 +146,30 @@ def _hat_matrix(x: torch.Tensor, train: torch.Tensor, test: torch.Tensor, alpha:
     return torch.cholesky_solve(xc @ xtec.T, chol).T  # (n_test, n_train)
 
 
+def layer_tensor(arr: np.ndarray, n: int, what: str, device: torch.device) -> torch.Tensor:
+    """One layer's (n, D) representations as a finite float64 tensor on ``device``; errors name ``what``."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or arr.shape[0] != n:
+        raise ValueError(f"{what}: expected an ({n}, D) array, got shape {arr.shape}")
+    # torch cannot wrap views with negative strides (X[::-1]); copy those only
+    if any(st < 0 for st in arr.strides):
+        arr = np.ascontiguousarray(arr)
+    t = torch.as_tensor(arr, device=device).to(torch.float64)
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{what}: contains NaN or infinite values")
+    return t
+
+
+def check_layer_stacks(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` (n, L_A, D_A) and ``Y`` (n, L_B, D_B) as arrays, checked to hold the same samples."""
+    X, Y = np.asarray(X), np.asarray(Y)
+    if X.ndim != 3 or Y.ndim != 3:
+        raise ValueError(f"X and Y must be (n, L, D); got {X.shape} and {Y.shape}")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    return X, Y
+
+
 def layer_pair_r2_streamed(
     load_source: LayerLoader,
     load_target: LayerLoader,
@@ -177,16 +201,7 @@ def layer_pair_r2_streamed(
     test = torch.as_tensor(test_np, device=dev)
 
     def to_dev(arr: np.ndarray, what: str) -> torch.Tensor:
-        arr = np.asarray(arr)
-        if arr.ndim != 2 or arr.shape[0] != n:
-            raise ValueError(f"{what}: expected an ({n}, D) array, got shape {arr.shape}")
-        # torch cannot wrap views with negative strides (X[::-1]); copy those only
-        if any(st < 0 for st in arr.strides):
-            arr = np.ascontiguousarray(arr)
-        t = torch.as_tensor(arr, device=dev).to(torch.float64)
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{what}: contains NaN or infinite values")
-        return t
+        return layer_tensor(arr, n, what, dev)
 
     n_tr, n_te = train.numel(), test.numel()
     # Stacked per-target Gram terms, filled in place so peak memory stays at one copy.
@@ -226,11 +241,7 @@ def layer_pair_r2(
     progress: bool = False,
 ) -> np.ndarray:
     """Test-set R2 for every layer pair of ``X`` (n, L_A, D_A) -> ``Y`` (n, L_B, D_B)."""
-    X, Y = np.asarray(X), np.asarray(Y)
-    if X.ndim != 3 or Y.ndim != 3:
-        raise ValueError(f"X and Y must be (n, L, D); got {X.shape} and {Y.shape}")
-    if X.shape[0] != Y.shape[0]:
-        raise ValueError(f"X has {X.shape[0]} samples but Y has {Y.shape[0]}")
+    X, Y = check_layer_stacks(X, Y)
     return layer_pair_r2_streamed(
         lambda a: X[:, a, :],
         lambda b: Y[:, b, :],
