@@ -23,24 +23,13 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.surrogate import MODES, summarize_surrogate
-from ..core.atomic import atomic_path
+from .figures import _save
 
 log = logging.getLogger(__name__)
 
 MODE_COLORS = {"pseudo_task": "tab:blue", "pseudo_seed": "tab:green", "shuffle_within": "tab:purple"}
 MODE_SHORT = {"pseudo_task": "task", "pseudo_seed": "seed", "shuffle_within": "within"}
 ARROWS = {"AtoB": "A $\\rightarrow$ B", "BtoA": "B $\\rightarrow$ A", "combined": "(A$\\rightarrow$B + B$\\rightarrow$A) / 2"}
-
-
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
-    paths = []
-    for ext in ("png", "pdf"):
-        path = out_dir / f"{stem}.{ext}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
-    return paths
 
 
 def _fmt_p(p: float) -> str:
