@@ -49,6 +49,7 @@ else:
 include: "workflow/rules/synchrony.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/robustness.smk"
 
 
 # Figure 6 and Table 1 correlate the experimental condition's SyncR2 with performance.
@@ -59,10 +60,20 @@ elif SYNTHETIC:  # no Sotopia relationships to plot: the correlations and the tr
 else:
     SOCIAL_OUTPUTS = rules.social_figures.output
 
+# Sensitivity (Figures 7-9, Table 2) and nonlinear maps (Table 5) read the experimental condition;
+# the surrogate null tests the configured conditions the study has.
+EXPERIMENTAL = "experimental" in CONDITIONS
+ROBUSTNESS_OUTPUTS = (
+    (rules.sensitivity.output if EXPERIMENTAL and SENSITIVITY_OUTPUTS["tables"] else [])
+    + (rules.nonlinear.output if EXPERIMENTAL and MLP_PAIRS else [])
+    + (rules.surrogate.output if SURROGATE_PAIRS and SURROGATE_CONDITIONS else [])
+)
+
 
 rule all:
     default_target: True
     input:
         rules.figures.output,
         SOCIAL_OUTPUTS,
+        ROBUSTNESS_OUTPUTS,
         "results/summary/synchrony.parquet",

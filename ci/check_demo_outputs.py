@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from syncr2.report.figure_plan import planned_figures
+from syncr2.report.figure_plan import planned_figures, planned_sensitivity
 from syncr2.social.judge_prompt import DIMENSIONS, RANGES
 
 
@@ -23,11 +23,14 @@ def main() -> int:
     pairs = [f"{a}__{b}" for a in models for b in models]
     problems = []
     stems = planned_figures(pairs, cfg["conditions"], cfg["directions"]) + ["fig5_relationships", "fig6_correlation"]
+    plan = planned_sensitivity(cfg["analysis"]["sensitivity"]["analyses"])
+    stems += plan["figures"] + ["surrogate_null"]
     for stem in stems:
         for ext in ("png", "pdf"):
             if not (Path("reports/figures") / f"{stem}.{ext}").stat().st_size:
                 problems.append(f"empty figure {stem}.{ext}")
-    for name in ("synchrony", "performance", "correlation", "table1_partial_correlation"):
+    for name in ("synchrony", "performance", "correlation", "table1_partial_correlation", "table5_nonlinear",
+                 *plan["tables"]):
         for ext in ("csv", "md"):
             if not (Path("reports/tables") / f"{name}.{ext}").is_file():
                 problems.append(f"missing table {name}.{ext}")
@@ -48,6 +51,13 @@ def main() -> int:
     partial = pd.read_parquet("results/summary/partial_correlation.parquet")
     if not partial["r"].notna().any():
         problems.append("Table 1: no partial correlation was computed for any family")
+    sens = pd.read_parquet("results/summary/sensitivity.parquet")
+    if set(sens["analysis"]) != {"top_k", "no_clip", "sample_size", "sample_size_correlation", "persona_split"}:
+        problems.append(f"sensitivity table holds analyses {sorted(set(sens['analysis']))}")
+    surrogate = pd.read_parquet("results/summary/surrogate.parquet")
+    want = len(cfg["analysis"]["surrogate"]["pairs"]) * 3 * len(cfg["analysis"]["surrogate"]["modes"]) * 2
+    if len(surrogate) != want or surrogate["n_perm"].ne(cfg["analysis"]["surrogate"]["n_perm"]).any():
+        problems.append(f"surrogate summary has {len(surrogate)} rows, expected {want}")
     print(f"{len(stems)} figures, {n_episodes} judged episodes ({len(bad) // 14 if len(bad) else 0} invalid), "
           f"{len(per_agent)} agent scorings of 7 dimensions, Table 1 rows with r: {int(partial['r'].notna().sum())}")
     for p in problems:

@@ -45,5 +45,31 @@ row = corr[corr.family == "all"].iloc[0]
 check(row.r > 0.9 and row.p < 0.05, f"correlation of SyncR2 with planted performance: r = {row.r:.3f} (p = {row.p:.2g}), planted slope > 0")
 null = summary[(summary.pair == "S3__S4") & (summary.direction != "combined")]
 check(bool((null.syncr2 == 0).all()), f"no-synchrony pair S3__S4: clipped SyncR2 {sorted(null.syncr2.unique())}")
+
+# the surrogate null: planted pairs beat every null, the no-synchrony pair beats none
+surrogate = pd.read_parquet("results/summary/surrogate.parquet")
+coupling = truth.groupby("pair")["coupling"].first()
+for r in surrogate[(surrogate.score == "unclipped") & (surrogate.direction == "combined")].itertuples():
+    planted = coupling[r.pair] > 0
+    check((r.p_empirical < 0.05) if planted else (r.p_empirical > 0.05),
+          f"surrogate {r.mode} {r.pair} (coupling {coupling[r.pair]}): real {r.real:.4f}, null {r.null_mean:.4f} "
+          f"+- {r.null_sd:.4f}, p = {r.p_empirical:.3g} ({'< 0.05 expected' if planted else '> 0.05 expected'})")
+
+# the sensitivity analyses: the correlation holds at every k and every filled size; a size the data
+# cannot fill is recorded as insufficient, not dropped
+sens = pd.read_parquet("results/summary/sensitivity.parquet")
+family = sens[(sens.pair == "") & (sens.family == "all")]
+for r in family[family.analysis == "top_k"].itertuples():
+    check(r.r > 0.9, f"top-k k={r.setting} ({r.score}): r = {r.r:.3f}")
+sized = family[family.analysis == "sample_size_correlation"]
+for r in sized.itertuples():
+    if r.setting == "12000":
+        check(r.n == 0 and "insufficient" in r.note, f"size 12000 recorded as insufficient: {r.note[:80]}")
+    else:
+        check(r.r > 0.9, f"sample size {r.setting} ({r.score}): r = {r.r:.3f} over {r.n} pairs")
+noclip = sens[(sens.analysis == "no_clip") & (sens.pair == "S3__S4") & (sens.direction == "four_way")]
+by_score = noclip.set_index("score")["value"]
+check(by_score["clipped"] == 0 and abs(by_score["unclipped"]) < 0.03,
+      f"no clipping, S3__S4: clipped {by_score['clipped']:.4f}, unclipped {by_score['unclipped']:.4f}")
 print(f"{len(failures)} failed of the checks above")
 sys.exit(1 if failures else 0)

@@ -120,7 +120,9 @@ def test_a_result_setting_does_rerun(run_copy):
     cfg = reduced_config()
     cfg["r2"]["alpha"] = 1.0
     counts = rule_counts(dry_run(run_copy, "--configfile", write_config(run_copy, "alpha.yaml", cfg)))
-    assert counts["r2_table"] == 4 and "simulate" not in counts and "read_passive" not in counts
+    # every ridge table: 2 conditions x 2 directions, and the sensitivity analyses' sizes and persona split
+    n_sizes = len([s for s in cfg["analysis"]["sensitivity"]["sizes"] if s != cfg["r2"]["size"]])
+    assert counts["r2_table"] == 4 + 2 * n_sizes + 2 and "simulate" not in counts and "read_passive" not in counts
 
 
 def test_single_condition_study_keeps_the_other_conditions_figures(run_copy):
@@ -176,8 +178,10 @@ def test_unfillable_size_fails_in_the_check_before_any_r2_job(run_copy):
     assert "check_sizes" in text and "cannot fill r2.size" in text and "lower r2.size to <=" in text
     assert "12 samples in 6 task groups from 6 episodes of 4.0 turns on average" in text  # the log's tail
     assert not list((run_copy / "results/r2").rglob("*.parquet"))
-    started = [rule for rule, _ in job_blocks(text)]
-    assert "r2_table" not in started
+    started = [block for rule, block in job_blocks(text) if rule == "r2_table"]
+    # no main R2 table starts; the sensitivity tables need no check (an unfillable size is their answer)
+    assert not [b for b in started if "output: results/r2/" in b]
+    assert all("output: results/r2_size/" in b or "output: results/r2_persona/" in b for b in started)
 
 
 def test_judge_reruns_only_for_its_own_settings(run_copy):

@@ -105,10 +105,35 @@ def downstream_outputs() -> list[list[str]]:
     per_condition = [f"results/summary/synchrony_{c}.parquet" for c in CONDITIONS]
     analysis = [f"results/summary/{n}.parquet" for n in ("pair_scores", "correlation", "partial_correlation")]
     checks = [f"results/checks/sample_sizes_{c}.parquet" for c in CONDITIONS + ["relationships"]]
+    tables, parts, finals = robustness_outputs()
     return [passive + evals + checks,
-            r2 + relationships + ["results/summary/performance.parquet"],
+            r2 + relationships + tables + ["results/summary/performance.parquet"],
             per_condition + ["results/summary/relationships.parquet"],
-            ["results/summary/synchrony.parquet"], figure_outputs() + analysis, social_outputs()]
+            ["results/summary/synchrony.parquet"] + parts, figure_outputs() + analysis + finals, social_outputs()]
+
+
+ROBUST = DEMO["analysis"]
+SIZES = [s for s in ROBUST["sensitivity"]["sizes"] if s != DEMO["r2"]["size"]]  # r2.size: the main tables
+
+
+def robustness_outputs() -> tuple[list[str], list[str], list[str]]:
+    """(R2 and draws tables, per-analysis tables, summaries and reports) of the demo's robustness analyses."""
+    from syncr2.report.figure_plan import planned_sensitivity
+
+    exp = [(p, d) for p in PAIRS for d in DIRECTIONS]
+    tables = [f"results/r2_size/{s}/{p}/experimental/{d}.parquet" for s in SIZES for p, d in exp]
+    tables += [f"results/r2_persona/{p}/experimental/{d}.parquet" for p, d in exp]
+    tables += [f"results/r2_mlp/{p}/experimental/{d}.parquet" for p in ROBUST["nonlinear"]["pairs"] for d in DIRECTIONS]
+    tables += [f"results/surrogate/{p}/{c}/{d}.parquet" for p in ROBUST["surrogate"]["pairs"]
+               for c in ROBUST["surrogate"]["conditions"] for d in DIRECTIONS]
+    parts = [f"results/sensitivity/{a}.parquet" for a in ROBUST["sensitivity"]["analyses"]]
+    plan = planned_sensitivity(ROBUST["sensitivity"]["analyses"])
+    finals = ["results/summary/sensitivity.parquet", "results/summary/nonlinear.parquet",
+              "results/summary/surrogate.parquet", "reports/figures/surrogate_null.png",
+              "reports/figures/surrogate_null.pdf"]
+    finals += [f"reports/figures/{s}.{e}" for s in plan["figures"] for e in ("png", "pdf")]
+    finals += [f"reports/tables/{s}.{e}" for s in plan["tables"] + ["table5_nonlinear"] for e in ("csv", "md")]
+    return tables, parts, finals
 
 
 def fake(workdir: Path, ranks: list[list[str]]) -> None:
@@ -136,12 +161,41 @@ def test_default_dag_from_scratch(workdir):
     assert rule_counts(jobs) == Counter({
         "tasks": 1, "build_tiny_model": len(MODELS), "build_judge_model": 1, "simulate": n_runs,
         "read_passive": n_runs, "judge": n_runs, "check_sizes": len(CONDITIONS), "check_relationship_sizes": 1,
-        "r2_table": len(PAIRS) * len(CONDITIONS) * len(DIRECTIONS), "relationships": len(PAIRS),
+        "r2_table": len(PAIRS) * len(DIRECTIONS) * (len(CONDITIONS) + len(SIZES) + 1), "relationships": len(PAIRS),
         "relationships_summary": 1, "performance": 1, "synchrony_condition": len(CONDITIONS), "synchrony": 1,
         "correlate": 1, "figures": 1, "social_figures": 1, "all": 1,
+        "mlp_table": len(ROBUST["nonlinear"]["pairs"]) * len(DIRECTIONS), "nonlinear": 1,
+        "surrogate_draws": len(ROBUST["surrogate"]["pairs"]) * len(DIRECTIONS), "surrogate": 1,
+        "sensitivity_analysis": len(ROBUST["sensitivity"]["analyses"]), "sensitivity": 1,
     })
     r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
-    assert r2_outputs == sorted(o for o in downstream_outputs()[1] if o.startswith("results/r2/"))
+    assert r2_outputs == sorted(o for o in downstream_outputs()[1] if re.match(r"results/r2(_size/\d+|_persona)?/", o))
+
+
+def test_one_sensitivity_analysis_runs_alone_through_its_target(workdir):
+    """The sample-size analysis on finished results: its own R2 tables and itself, nothing else."""
+    fake(workdir, [genuine_outputs(), *downstream_outputs()])
+    for path in [*(workdir / "results" / "r2_size").rglob("*.parquet"), workdir / "results/sensitivity/sample_size.parquet"]:
+        path.unlink()  # finished results of a study that had not run the analysis yet
+    jobs = dry_run(workdir, "results/sensitivity/sample_size.parquet")
+    assert rule_counts(jobs) == Counter({"r2_table": len(SIZES) * len(PAIRS) * len(DIRECTIONS),
+                                         "sensitivity_analysis": 1})
+    sized = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
+    assert sized == sorted(f"results/r2_size/{s}/{p}/experimental/{d}.parquet"
+                           for s in SIZES for p in PAIRS for d in DIRECTIONS)
+
+
+def test_sensitivity_tables_are_the_r2_rule_with_another_size_or_grouping(workdir):
+    proc = snakemake_n(workdir, "--printshellcmds", "results/r2_size/40/tiny-llama__tiny-mistral/experimental/AtoB.parquet",
+                       "results/r2_persona/tiny-llama__tiny-mistral/experimental/BtoA.parquet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    shells = [b for rule, b in job_blocks(proc.stdout) if rule == "r2_table"]
+    sized = next(b for b in shells if "r2_size/40" in b)
+    persona = next(b for b in shells if "r2_persona" in b)
+    assert "--size 40 " in sized and "--insufficient-ok" in sized and "--groups" not in sized
+    assert f"--size {DEMO['r2']['size']} " in persona and "--groups persona --tasks results/tasks.parquet" in persona
+    main = snakemake_n(workdir, "--printshellcmds", "results/r2/tiny-llama__tiny-mistral/experimental/AtoB.parquet")
+    assert "--insufficient-ok" not in main.stdout and "--groups" not in main.stdout
 
 
 def test_complete_results_need_nothing(workdir):
@@ -214,6 +268,10 @@ def test_bad_config_fails_before_any_job(workdir):
     (workdir / "big.yaml").write_text(yaml.safe_dump(cfg))
     out = dry_run_fails(workdir, "--configfile", str(workdir / "big.yaml"))
     assert "r2.size is 100000" in out and "lower r2.size" in out
+    out = dry_run_fails(workdir, "--config", 'analysis={"surrogate": {"pairs": ["tiny-llama__tiny-gpt"], '
+                        '"modes": ["pseudo_seed"]}}')
+    assert "tiny-llama__tiny-gpt is not an ordered pair m1__m2 of the models defined" in out
+    assert "pseudo_seed" in out and "add seeds" in out
 
 
 @pytest.mark.skipif(not (SHARED_SOTOPIA / "envs.json").exists(), reason="needs ../shared/sotopia")
@@ -231,11 +289,16 @@ def test_paper_config_lists_the_full_job_set(workdir):
     assert Counter(rule for rule, _ in jobs) == Counter({
         "tasks": 1, "simulate": n_runs, "read_passive": n_passive, "judge": n_runs, "check_sizes": 4,
         "check_relationship_sizes": 1,
-        "r2_table": 36 * 4 * 2, "relationships": 36, "relationships_summary": 1, "performance": 1,
-        "synchrony_condition": 4, "synchrony": 1, "correlate": 1, "figures": 1, "social_figures": 1, "all": 1,
+        # main tables, 7 more sizes (6500 is r2.size) and the persona-disjoint split
+        "r2_table": 36 * 4 * 2 + 36 * 7 * 2 + 36 * 2, "relationships": 36, "relationships_summary": 1,
+        "performance": 1, "synchrony_condition": 4, "synchrony": 1, "correlate": 1, "figures": 1,
+        "social_figures": 1, "all": 1, "sensitivity_analysis": 4, "sensitivity": 1, "mlp_table": 3 * 2,
+        "nonlinear": 1, "surrogate_draws": 36 * 2, "surrogate": 1,
     })
     judge = next(block for rule, block in jobs if rule == "judge")
     assert "slurm_partition=cpu" in judge and "gpu=1" not in judge  # an HTTP judge waits on a server: a CPU job
+    mlp = next(block for rule, block in jobs if rule == "mlp_table")
+    assert "gpu=1" in mlp and "slurm_partition=gpu" in mlp  # analysis.nonlinear.device cuda: a GPU job
 
 
 # --- The README's commands, run exactly as written (with -n added) ----------------------------

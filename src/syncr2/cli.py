@@ -24,21 +24,21 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_r2(args: argparse.Namespace) -> None:
-    from .synchrony.datasets import build_dataset
-    from .synchrony.r2table import compute_r2_table, write_r2_table
+    from .analysis.r2_variants import run_r2_variant
 
-    ds = build_dataset(args.genuine, args.condition, args.direction, passive=args.passive or None)
-    log.info("%s %s: %d paired samples in %d task groups", args.condition, args.direction, len(ds), len(set(ds.groups)))
-    table = compute_r2_table(
-        ds, args.size, args.split_seeds, alpha=args.alpha, test_fraction=args.test_fraction,
-        device=args.device, progress=not args.no_progress,
+    tasks = None
+    if args.groups == "persona":
+        import pandas as pd
+
+        if not args.tasks:
+            raise ValueError("r2: --groups persona needs --tasks (the task table, results/tasks.parquet)")
+        tasks = pd.read_parquet(args.tasks)
+    run_r2_variant(
+        args.genuine, args.condition, args.direction, args.size, args.split_seeds, args.out, pair=args.pair,
+        passive=args.passive or None, alpha=args.alpha, test_fraction=args.test_fraction, groups=args.groups,
+        tasks=tasks, map_kind=args.map, mlp=args.mlp or None, layer_stride=args.layer_stride,
+        insufficient_ok=args.insufficient_ok, device=args.device, progress=not args.no_progress,
     )
-    write_r2_table(
-        table, args.out, pair=args.pair, condition=args.condition, direction=args.direction,
-        source_model=ds.source.shards[0].meta.model_key, target_model=ds.target.shards[0].meta.model_key,
-        alpha=args.alpha, size=args.size, n_samples=len(ds),
-    )
-    log.info("wrote %s (%d rows)", args.out, len(table))
 
 
 def cmd_check_sizes(args: argparse.Namespace) -> None:
@@ -263,6 +263,87 @@ def cmd_read_passive(args: argparse.Namespace) -> None:
     )
 
 
+def _read_performance(path: str):
+    import pandas as pd
+
+    return pd.read_parquet(path)
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .analysis import sensitivity as sens
+
+    need = {"top_k": ("tables", "performance"), "no_clip": ("summary",), "sample_size": ("tables", "performance"),
+            "persona_split": ("tables", "disjoint")}[args.analysis]
+    lacking = [f"--{n}" for n in need if not getattr(args, n)]
+    if lacking:
+        raise ValueError(f"sensitivity --analysis {args.analysis} needs {' and '.join(lacking)}")
+    scores = tuple(args.scores)
+    if args.analysis == "top_k":
+        frame = sens.top_k_rows(args.tables, _read_performance(args.performance), args.families, args.model_order,
+                                ks=args.ks or None, scores=scores, condition=args.condition, beyond="cap",
+                                min_n=args.min_pairs_correlation)
+    elif args.analysis == "no_clip":
+        frame = sens.no_clip_rows(pd.read_parquet(args.summary), args.families, args.model_order, args.condition)
+    elif args.analysis == "sample_size":
+        frame = sens.sample_size_from_tables(args.tables, _read_performance(args.performance), args.families,
+                                             args.model_order, scores, args.condition,
+                                             min_n=args.min_pairs_correlation)
+    else:
+        frame = sens.persona_split_from_tables(args.tables, args.disjoint, args.families, args.model_order, scores,
+                                               args.condition)
+    sens.write_sensitivity(frame, args.out)
+    log.info("wrote %s (%d %s rows)", args.out, len(frame), args.analysis)
+
+
+def cmd_sensitivity_figures(args: argparse.Namespace) -> None:
+    from .analysis.sensitivity import concat_sensitivity, read_sensitivity, write_sensitivity
+    from .report.sensitivity_figures import make_sensitivity
+
+    frame = concat_sensitivity([read_sensitivity(p) for p in args.parts])
+    write_sensitivity(frame, args.sensitivity)
+    log.info("wrote %s (%d rows from %d analyses)", args.sensitivity, len(frame), len(args.parts))
+    make_sensitivity(args.sensitivity, args.figures_dir, args.tables_dir, args.abbreviations or None, args.syncr2)
+
+
+def cmd_nonlinear_summary(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .report.sensitivity_figures import table5_nonlinear
+    from .synchrony.summary import summarize_tables, write_summary
+
+    summary = summarize_tables(args.tables)
+    write_summary(summary, args.out)
+    log.info("wrote %s (%d rows)", args.out, len(summary))
+    affine = pd.read_parquet(args.affine_summary)
+    affine = affine[affine["pair"].isin(set(summary["pair"]))]  # Table 5: the pairs with nonlinear maps
+    for path in table5_nonlinear(affine, summary, args.tables_dir, args.syncr2,
+                                 args.abbreviations or None, model_order=args.model_order):
+        log.info("wrote %s", path)
+
+
+def cmd_surrogate(args: argparse.Namespace) -> None:
+    from .analysis.surrogate import run_surrogate
+
+    run_surrogate(args.genuine, args.condition, args.direction, args.size, args.split_seeds, args.modes,
+                  args.n_perm, args.alpha, args.test_fraction, args.seed, args.pair, args.out,
+                  passive_paths=args.passive or None, device=args.device,
+                  skip_inapplicable=args.skip_inapplicable, progress=not args.no_progress)
+
+
+def cmd_surrogate_summary(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .analysis.surrogate import read_surrogate_draws, summarize_surrogate_files
+    from .report.surrogate_figure import surrogate_figure
+
+    summary = summarize_surrogate_files(args.draws, args.out)
+    log.info("wrote %s (%d rows)", args.out, len(summary))
+    draws = pd.concat([read_surrogate_draws(p) for p in args.draws], ignore_index=True)
+    surrogate_figure(draws, args.figures_dir, args.stem, combine=True)
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help ends with its default, or says it is required."""
 
@@ -311,6 +392,18 @@ def cmd_planted_performance(args: argparse.Namespace) -> None:
     write_performance(frame, args.out)
     write_truth(analytic_table(study, pairs, args.conditions, args.directions), args.truth_out)
     log.info("wrote %s and %s (%d pairs)", args.out, args.truth_out, len(pairs))
+
+
+def _dataset_options(p: argparse.ArgumentParser) -> None:
+    """The options that pick one (condition, direction) dataset of a pair and its ridge splits."""
+    p.add_argument("--genuine", nargs="+", required=True, help="genuine shards of both agents (all seeds, blocks)")
+    p.add_argument("--passive", nargs="*", default=[], help="passive shards (condition 'passive' only)")
+    p.add_argument("--condition", required=True, help="experimental | passive | lagK")
+    p.add_argument("--direction", required=True, choices=["AtoB", "BtoA"], help="AtoB: agent 1 -> agent 2")
+    p.add_argument("--size", type=int, required=True, help=_SIZE_HELP)
+    p.add_argument("--test-fraction", type=float, default=0.2, help="test part of the size")
+    p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds")
+    p.add_argument("--alpha", type=float, default=0.1, help="ridge penalty on the weights (not the intercept)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,16 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check_sizes)
 
     p = _sub(sub, "r2", "R2 table of one (pair, condition, direction)")
-    p.add_argument("--genuine", nargs="+", required=True, help="genuine shards of both agents (all seeds, blocks)")
-    p.add_argument("--passive", nargs="*", default=[], help="passive shards (condition 'passive' only)")
-    p.add_argument("--condition", required=True, help="experimental | passive | lagK")
-    p.add_argument("--direction", required=True, choices=["AtoB", "BtoA"], help="AtoB: agent 1 -> agent 2")
-    p.add_argument("--size", type=int, required=True, help=_SIZE_HELP)
-    p.add_argument("--test-fraction", type=float, default=0.2, help="test part of the size")
-    p.add_argument("--split-seeds", type=int, nargs="+", default=[0, 1, 2], help="split seeds")
-    p.add_argument("--alpha", type=float, default=0.1, help="ridge penalty on the weights (not the intercept)")
+    _dataset_options(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--pair", default="", help="pair key recorded in the table's metadata")
+    p.add_argument("--groups", choices=["task", "persona"], default="task",
+                   help="split groups: whole tasks, or whole unordered persona pairs (Table 2; needs --tasks)")
+    p.add_argument("--tasks", default=None, help="the task table (results/tasks.parquet), for --groups persona")
+    p.add_argument("--map", choices=["ridge", "mlp"], default="ridge", help="affine (ridge) or MLP maps (Table 5)")
+    p.add_argument("--mlp", type=_json_arg, default={},
+                   help='JSON MLP options: hidden, lr, weight_decay, epochs, batch_size, seed (default: the paper\'s)')
+    p.add_argument("--layer-stride", type=int, default=1,
+                   help="MLP: keep layers 0, s, 2s, ... and the last of both agents (1: every layer)")
+    p.add_argument("--insufficient-ok", action="store_true",
+                   help="a size the data cannot fill writes an empty table marked insufficient instead of failing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
     p.add_argument("--out", required=True, help="R2 table to write (Parquet)")
     p.set_defaults(func=cmd_r2)
@@ -507,6 +603,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="performance table to write")
     p.add_argument("--truth-out", required=True, help="planted-truth table to write")
     p.set_defaults(func=cmd_planted_performance)
+
+    p = _sub(sub, "sensitivity", "one sensitivity analysis (Figures 7-9, Table 2) into a sensitivity table")
+    p.add_argument("--analysis", required=True, choices=["top_k", "no_clip", "sample_size", "persona_split"],
+                   help="which analysis")
+    p.add_argument("--tables", nargs="*", default=[],
+                   help="R2 tables: top_k the main ones; sample_size those of every size; persona_split the "
+                        "original split's")
+    p.add_argument("--disjoint", nargs="*", default=[], help="persona_split: the persona-disjoint R2 tables")
+    p.add_argument("--summary", default=None, help="no_clip: the synchrony summary (results/summary/synchrony.parquet)")
+    p.add_argument("--performance", default=None, help="top_k, sample_size: results/summary/performance.parquet")
+    p.add_argument("--families", type=_json_arg, required=True, help='JSON {"model key": "family"}')
+    p.add_argument("--model-order", nargs="+", required=True, help="model keys in config order (names pairs a__b)")
+    p.add_argument("--ks", type=int, nargs="*", default=None,
+                   help="top_k: the values of k (default: 1 .. the most target layers of any table)")
+    p.add_argument("--scores", nargs="+", choices=["clipped", "unclipped"], default=["clipped", "unclipped"],
+                   help="which SyncR2: the paper's (floored at 0 per source layer) and/or unclipped")
+    p.add_argument("--condition", default="experimental", help="the condition analysed")
+    p.add_argument("--min-pairs-correlation", type=int, default=3, help="fewest pairs for a family's Pearson r")
+    p.add_argument("--out", required=True, help="sensitivity table to write (Parquet)")
+    p.set_defaults(func=cmd_sensitivity)
+
+    p = _sub(sub, "sensitivity-figures", "the combined sensitivity table, Figures 7-9 and Table 2")
+    p.add_argument("--parts", nargs="+", required=True, help="sensitivity tables of single analyses")
+    p.add_argument("--sensitivity", required=True, help="the combined sensitivity table to write (Parquet)")
+    p.add_argument("--abbreviations", type=_json_arg, default={}, help='JSON {"model key": "label"}')
+    p.add_argument("--syncr2", choices=["clipped", "unclipped"], default="clipped",
+                   help="the SyncR2 of Figure 9 and Table 2 (Figures 7 and 8 show both)")
+    p.add_argument("--figures-dir", required=True, help="directory for PNG and PDF figures")
+    p.add_argument("--tables-dir", required=True, help="directory for CSV and Markdown tables")
+    p.set_defaults(func=cmd_sensitivity_figures)
+
+    p = _sub(sub, "nonlinear-summary", "SyncR2 of the MLP-map R2 tables and Table 5 (affine against nonlinear)")
+    p.add_argument("--tables", nargs="+", required=True, help="MLP R2 tables (results/r2_mlp/...)")
+    p.add_argument("--affine-summary", required=True, help="the affine synchrony summary of the same condition")
+    p.add_argument("--model-order", nargs="*", default=None, help="Table 5's row order (model keys)")
+    p.add_argument("--abbreviations", type=_json_arg, default={}, help='JSON {"model key": "label"}')
+    p.add_argument("--syncr2", choices=["clipped", "unclipped"], default="clipped", help="the SyncR2 of Table 5")
+    p.add_argument("--out", required=True, help="the nonlinear synchrony summary to write (Parquet)")
+    p.add_argument("--tables-dir", required=True, help="directory for Table 5's CSV and Markdown")
+    p.set_defaults(func=cmd_nonlinear_summary)
+
+    p = _sub(sub, "surrogate", "surrogate-null draws of one (pair, condition, direction)")
+    _dataset_options(p)
+    p.add_argument("--pair", required=True, help="ordered pair key m1__m2")
+    p.add_argument("--modes", nargs="+", required=True, choices=["pseudo_task", "pseudo_seed", "shuffle_within"],
+                   help="surrogate modes")
+    p.add_argument("--n-perm", type=int, required=True, help="R: permutations per mode")
+    p.add_argument("--seed", type=int, default=0, help="permutation seed")
+    p.add_argument("--skip-inapplicable", action="store_true",
+                   help="leave out a mode the data cannot support (pseudo_seed with one seed) instead of failing")
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("--out", required=True, help="draws table to write (Parquet)")
+    p.set_defaults(func=cmd_surrogate)
+
+    p = _sub(sub, "surrogate-summary", "the surrogate summary table and its figure")
+    p.add_argument("--draws", nargs="+", required=True, help="draws tables (results/surrogate/...)")
+    p.add_argument("--out", required=True, help="summary table to write (results/summary/surrogate.parquet)")
+    p.add_argument("--figures-dir", required=True, help="directory for the PNG and PDF figure")
+    p.add_argument("--stem", default="surrogate_null", help="the figure's file name without extension")
+    p.set_defaults(func=cmd_surrogate_summary)
 
     p = _sub(sub, "social-figures", "Figures 5 and 6, Table 1 and the performance tables")
     p.add_argument("--summary-dir", required=True, help="results/summary (the analysis tables)")

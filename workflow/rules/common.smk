@@ -8,8 +8,9 @@ from syncr2.core.config import (
     n_blocks,
     ordered_pairs,
     pair_key,
+    robustness_pairs,
 )
-from syncr2.report.figure_plan import planned_figures
+from syncr2.report.figure_plan import planned_figures, planned_sensitivity
 from syncr2.simulation.presets import check_prompt_config
 from syncr2.simulation.tasks import count_selected_tasks
 
@@ -37,6 +38,14 @@ FAMILIES = {m: spec.get("family", m) for m, spec in config["models"].items()}
 # Names unordered pairs a__b (a first) and picks Table 1's order of a same-family pair:
 # a list in the config, else the sorted keys (never the mapping's order, which is no meaning).
 MODEL_ORDER = config["analysis"].get("model_order") or sorted(config["models"])
+ABBREVIATIONS = {m: spec.get("abbreviation", m) for m, spec in config["models"].items()}
+# Robustness (workflow/rules/robustness.smk): which analyses, pairs and outputs the config asks for.
+SENSITIVITY_OUTPUTS = planned_sensitivity(config["analysis"]["sensitivity"]["analyses"])
+MLP_PAIRS = robustness_pairs(config, "nonlinear")
+SURROGATE_PAIRS = robustness_pairs(config, "surrogate")
+SURROGATE_CONDITIONS = [
+    c for c in config["analysis"]["surrogate"]["conditions"] if c in CONDITIONS
+]
 
 
 wildcard_constraints:
@@ -47,6 +56,8 @@ wildcard_constraints:
     agent="[12]",
     condition="experimental|passive|lag[1-9][0-9]*",
     direction="AtoB|BtoA",
+    # the main R2 tables, and those of the sample-size and persona-disjoint sensitivity analyses
+    r2dir=r"r2|r2_size/\d+|r2_persona",
 
 
 RES = config.get("resources", {})
@@ -111,4 +122,61 @@ def rep_shards(pair, kind):
         kind=kind,
         block=BLOCKS,
         agent=[1, 2],
+    )
+
+
+def r2_dir(size):
+    """The R2 table folder of a dataset size: the main tables at r2.size, else results/r2_size/{size}."""
+    return "r2" if int(size) == int(config["r2"]["size"]) else f"r2_size/{size}"
+
+
+def r2_variant(wildcards):
+    """What a sensitivity R2 table changes (its size comes from r2_size_of); "" for the main tables."""
+    if wildcards.r2dir == "r2":
+        return ""
+    if wildcards.r2dir == "r2_persona":
+        return "--groups persona --tasks results/tasks.parquet --insufficient-ok"
+    return "--insufficient-ok"
+
+
+def r2_size_of(wildcards):
+    """The dataset size of an R2 table folder (r2_size/{size}), else r2.size."""
+    head, _, size = wildcards.r2dir.partition("/")
+    return int(size) if head == "r2_size" else int(config["r2"]["size"])
+
+
+def sensitivity_inputs(wildcards):
+    """The files one sensitivity analysis reads."""
+    main = expand(
+        "results/r2/{pair}/experimental/{direction}.parquet",
+        pair=PAIRS,
+        direction=DIRECTIONS,
+    )
+    perf = "results/summary/performance.parquet"
+    if wildcards.analysis == "top_k":
+        return {"tables": main, "performance": perf}
+    if wildcards.analysis == "no_clip":
+        return {"summary": "results/summary/synchrony_experimental.parquet"}
+    if wildcards.analysis == "sample_size":
+        sized = [
+            f"results/{r2_dir(size)}/{pair}/experimental/{d}.parquet"
+            for size in config["analysis"]["sensitivity"]["sizes"]
+            for pair in PAIRS
+            for d in DIRECTIONS
+        ]
+        return {"tables": sized, "performance": perf}
+    disjoint = expand(
+        "results/r2_persona/{pair}/experimental/{direction}.parquet",
+        pair=PAIRS,
+        direction=DIRECTIONS,
+    )
+    return {"tables": main, "disjoint": disjoint}
+
+
+def sensitivity_args(wildcards, input):
+    """The input files as CLI options of `syncr2 sensitivity`."""
+    files = {name: input[name] for name in input.keys()}
+    return " ".join(
+        f"--{name} {f if isinstance(f, str) else ' '.join(f)}"
+        for name, f in files.items()
     )

@@ -30,25 +30,36 @@ rule check_sizes:
 
 
 rule r2_table:
-    """CPU job: test-set R2 of every layer pair of one (pair, condition, direction)."""
+    """CPU job: test-set R2 of every layer pair of one (pair, condition, direction).
+
+    results/r2/: the main tables; results/r2_size/{size}/ and results/r2_persona/: the same
+    job at another size or with persona-pair groups (the sensitivity analyses).
+    """
     input:
-        # ancient: the check must pass first, but its rewrite after another pair's rerun reruns nothing here
-        sizes=ancient("results/checks/sample_sizes_{condition}.parquet"),
+        # the main tables wait for the size check; ancient: its rewrite after another pair's rerun reruns nothing.
+        # A sensitivity table records a size its data cannot fill instead (insufficient).
+        sizes=lambda wc: (
+            ancient(f"results/checks/sample_sizes_{wc.condition}.parquet")
+            if wc.r2dir == "r2"
+            else []
+        ),
+        tasks=lambda wc: "results/tasks.parquet" if wc.r2dir == "r2_persona" else [],
         genuine=lambda wc: rep_shards(wc.pair, "genuine"),
         passive=lambda wc: (
             rep_shards(wc.pair, "passive") if wc.condition == "passive" else []
         ),
     output:
-        "results/r2/{pair}/{condition}/{direction}.parquet",
+        "results/{r2dir}/{pair}/{condition}/{direction}.parquet",
     log:
-        "logs/r2_table/{pair}/{condition}/{direction}.log",
+        "logs/r2_table/{r2dir}/{pair}/{condition}/{direction}.log",
     conda:
         "../../envs/cpu.yaml"
     resources:
         **cpu_resources(),
         device=R2["device"],
     params:
-        size=R2["size"],
+        size=r2_size_of,
+        variant=r2_variant,
         test_fraction=R2["test_fraction"],
         split_seeds=" ".join(map(str, R2["split_seeds"])),
         alpha=R2["alpha"],
@@ -58,7 +69,7 @@ rule r2_table:
     shell:
         "python -m syncr2 r2 --genuine {input.genuine} {params.passive} --condition {wildcards.condition} "
         "--direction {wildcards.direction} --size {params.size} --test-fraction {params.test_fraction} "
-        "--split-seeds {params.split_seeds} --alpha {params.alpha} --device {resources.device} "
+        "--split-seeds {params.split_seeds} --alpha {params.alpha} {params.variant} --device {resources.device} "
         "--pair {wildcards.pair} --no-progress --out {output} 2> {log}"
 
 

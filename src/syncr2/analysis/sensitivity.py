@@ -222,6 +222,30 @@ def pair_rows(
     return _typed(pd.DataFrame(rows))
 
 
+# ---------------------------------------------------------------- R2 tables marked insufficient
+
+def table_status(paths: Iterable[PathLike]) -> tuple[list[str], list[dict]]:
+    """Split R2 tables into the filled ones and the insufficient ones.
+
+    Returns (paths of filled tables, one dict per insufficient table with
+    path, pair, direction, size and reason), reading only metadata-bearing
+    files; a table without rows that is not marked insufficient is an error.
+    """
+    filled: list[str] = []
+    lacking: list[dict] = []
+    for path in paths:
+        table, meta = read_r2_table(path)
+        if meta.get("insufficient"):
+            lacking.append({"path": str(path), "pair": str(meta.get("pair", "")),
+                            "direction": str(meta.get("direction", "")), "size": meta.get("size"),
+                            "reason": str(meta["insufficient"])})
+        elif table.empty:
+            raise ValueError(f"{path}: R2 table has no rows and is not marked insufficient; rerun its job")
+        else:
+            filled.append(str(path))
+    return filled, lacking
+
+
 # ---------------------------------------------------------------- 1. top-k (Figure 7)
 
 def load_r2_cubes(tables: Iterable[PathLike], condition: str) -> list[tuple[str, dict, np.ndarray]]:
@@ -622,6 +646,57 @@ def persona_split_rows(
     frames.append(_typed(pd.DataFrame(rows)) if rows else empty_frame())
     out = _replace_four_way(concat_sensitivity(frames), "persona_split")
     return out
+
+
+# ---------------------------------------------------------------- from the workflow's R2 tables
+
+def _lacking_by_pair(lacking: Iterable[Mapping]) -> dict[tuple[int, str], str]:
+    """(size, ordered pair) -> the reasons of its insufficient directions, joined."""
+    out: dict[tuple[int, str], list[str]] = {}
+    for entry in lacking:
+        out.setdefault((int(entry["size"]), entry["pair"]), []).append(f"{entry['direction']}: {entry['reason']}")
+    return {key: "; ".join(sorted(reasons)) for key, reasons in out.items()}
+
+
+def sample_size_from_tables(
+    paths: Iterable[PathLike],
+    performance: pd.DataFrame,
+    families: Mapping[str, str],
+    model_order: Sequence[str],
+    scores: Sequence[str] = SCORES,
+    condition: str = "experimental",
+    min_n: int = 3,
+) -> pd.DataFrame:
+    """Figure 9's rows from R2 tables at several sizes, some of them marked insufficient.
+
+    A pair whose table of one direction could not be filled at a size is
+    insufficient at that size as a whole (its other direction is left out):
+    a SyncR2 of one direction is not comparable with the two-direction score.
+    """
+    filled, lacking = table_status(paths)
+    missing = _lacking_by_pair(lacking)
+    tables: dict[int, list[str]] = {}
+    for size, sized in tables_by_size(filled).items():
+        keep = [p for p in sized if (size, read_r2_table(p)[1]["pair"]) not in missing]
+        if keep:
+            tables[size] = keep
+    entries = [(size, pair, reason) for (size, pair), reason in sorted(missing.items())]
+    return sample_size_rows(tables, performance, families, model_order, entries, scores, condition, min_n=min_n)
+
+
+def persona_split_from_tables(
+    original: Iterable[PathLike],
+    disjoint: Iterable[PathLike],
+    families: Mapping[str, str],
+    model_order: Sequence[str],
+    scores: Sequence[str] = SCORES,
+    condition: str = "experimental",
+) -> pd.DataFrame:
+    """Table 2's rows from the original R2 tables and the persona-disjoint ones (some marked insufficient)."""
+    filled, lacking = table_status(disjoint)
+    missing = {pair: reason for (_, pair), reason in _lacking_by_pair(lacking).items()}
+    keep = [p for p in filled if read_r2_table(p)[1]["pair"] not in missing]
+    return persona_split_rows(original, keep, families, model_order, sorted(missing.items()), scores, condition)
 
 
 def table2_frame(rows: pd.DataFrame, score: str = "clipped", direction: str = "combined") -> pd.DataFrame:

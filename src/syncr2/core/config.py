@@ -107,6 +107,7 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
         problems.append(
             f"analysis.model_order must list every model key once: it has {sorted(order)}, models are {sorted(models)}"
         )
+    problems += _robustness_problems(cfg)
     abilities = cfg.get("abilities") or {}
     for ability, scores in abilities.items():
         missing = sorted(set(models) - set(scores))
@@ -114,6 +115,51 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
             problems.append(f"abilities.{ability}: no score for model(s) {', '.join(missing)}")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _chosen_pairs(cfg: Mapping[str, Any], analysis: str) -> list[str] | str:
+    return ((cfg.get("analysis") or {}).get(analysis) or {}).get("pairs") or []
+
+
+def robustness_pairs(cfg: Mapping[str, Any], analysis: str) -> list[str]:
+    """The study's ordered pair keys that ``analysis.nonlinear`` or ``analysis.surrogate`` runs on.
+
+    ``all``: every pair. A listed pair the study does not run (a reduced
+    ``pairs``) is left out, as a condition the study does not run is.
+    """
+    chosen = _chosen_pairs(cfg, analysis)
+    keys = [pair_key(a, b) for a, b in ordered_pairs(cfg)]
+    return keys if chosen == "all" else [p for p in keys if p in set(map(str, chosen))]
+
+
+def _robustness_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """What the sensitivity, nonlinear and surrogate sections ask that this study cannot give.
+
+    A study without the experimental condition, a surrogate condition or a
+    listed pair is no error: the workflow leaves out what needs it, as it
+    leaves out Figure 6. A pair naming an undefined model is an error (a typo).
+    """
+    problems: list[str] = []
+    analysis = cfg.get("analysis") or {}
+    sens = analysis.get("sensitivity") or {}
+    if "persona_split" in (sens.get("analyses") or []) and cfg.get("synthetic"):
+        problems.append("analysis.sensitivity.analyses: persona_split needs Sotopia tasks with personas; the "
+                        "known-answer study has none: drop persona_split")
+    models = set(cfg["models"])
+    for name in ("nonlinear", "surrogate"):
+        chosen = _chosen_pairs(cfg, name)
+        bad = [] if chosen == "all" else [
+            str(p) for p in chosen if len(str(p).split("__")) != 2 or not set(str(p).split("__")) <= models]
+        if bad:
+            problems.append(f"analysis.{name}.pairs: {', '.join(bad)} is not an ordered pair m1__m2 of the "
+                            f"models defined ({', '.join(sorted(models))})")
+    sur = analysis.get("surrogate") or {}
+    if _chosen_pairs(cfg, "surrogate") and "pseudo_seed" in sur.get("modes", ["pseudo_seed"]) \
+            and len(cfg["seeds"]) < 2:
+        problems.append("analysis.surrogate.modes: pseudo_seed pairs an episode with another seed's episode "
+                        f"of the same task, but the study has {len(cfg['seeds'])} seed; add seeds (3 or more "
+                        "give a real null distribution) or drop pseudo_seed")
+    return problems
 
 
 def n_blocks(n_tasks: int, block_size: int) -> int:

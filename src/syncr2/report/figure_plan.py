@@ -43,3 +43,24 @@ def planned_figures(pairs: Sequence[str], conditions: Sequence[str], directions:
     if both and len({k for k in (_lag(c) for c in conds) if k is not None}) >= 2:
         stems.append("fig4b_lag")
     return stems
+
+
+#: The figure or table each sensitivity analysis adds (report.sensitivity_figures draws them).
+SENSITIVITY_FIGURES = {"top_k": "fig7_top_k", "no_clip": "fig8_no_clip", "sample_size": "fig9_sample_size"}
+SENSITIVITY_TABLES = {"persona_split": "table2_persona_split"}
+
+
+def planned_sensitivity(analyses: Sequence[str]) -> dict[str, list[str]]:
+    """The figure stems and table stems (each .csv and .md) the configured sensitivity analyses make.
+
+    Figures 7, 8 and 9 for top_k, no_clip and sample_size; Table 2 for
+    persona_split; the whole table (``sensitivity``) whenever one runs.
+    """
+    unknown = sorted(set(analyses) - {*SENSITIVITY_FIGURES, *SENSITIVITY_TABLES})
+    if unknown:
+        raise ValueError(f"unknown sensitivity analyses {unknown}")
+    return {
+        "figures": [SENSITIVITY_FIGURES[a] for a in SENSITIVITY_FIGURES if a in analyses],
+        "tables": [SENSITIVITY_TABLES[a] for a in SENSITIVITY_TABLES if a in analyses]
+        + (["sensitivity"] if analyses else []),
+    }

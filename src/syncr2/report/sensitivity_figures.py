@@ -506,7 +506,7 @@ def table5_nonlinear(
 def sensitivity_tables(frame: pd.DataFrame, out_dir: str | os.PathLike[str]) -> list[Path]:
     """The whole sensitivity table as CSV; as Markdown, its family rows and four-value pair rows per analysis."""
     check_sensitivity(frame)
-    text = ["# Sensitivity analyses (ANALYSES.md section 6)\n",
+    text = ["# Sensitivity analyses (the paper's Appendices C-E)\n",
             "Family rows: Pearson r with performance; pair rows: the four-value SyncR2 mean and SE.\n"]
     fmt = {"p": ".3g", "setting_value": ".0f"}
     for analysis, grp in frame.groupby("analysis", sort=False):

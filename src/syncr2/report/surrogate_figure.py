@@ -52,7 +52,13 @@ def draw_null_panel(ax: plt.Axes, draws: pd.DataFrame, summary: pd.DataFrame, ti
         labels.append(f"{mode}\np={_fmt_p(row.p_empirical)}, {z}")
     real = float(draws.real_syncr2_unclipped.iloc[0])
     ax.axvline(real, color="tab:red", linewidth=2, label=f"real = {real:.3f}")
-    ax.axvline(0, color="grey", linewidth=0.6, linestyle=":")
+    values = np.append(draws["syncr2_unclipped"].to_numpy(), real)
+    low, high = float(values.min()), float(values.max())
+    span = max(high - low, 1e-12)
+    if low - span <= 0 <= high + span:  # show 0 only where it does not squash the nulls into a line
+        ax.axvline(0, color="grey", linewidth=0.6, linestyle=":")
+    else:
+        ax.set_xlim(low - 0.1 * span, high + 0.1 * span)
     ax.set_yticks(range(len(modes)), labels, fontsize=7)
     ax.set_ylim(-0.6, len(modes) - 0.4)
     ax.invert_yaxis()

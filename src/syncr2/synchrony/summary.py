@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.atomic import write_parquet
-from .r2table import r2_cube, read_r2_table
+from .r2table import r2_cube_layers, read_r2_table
 from .sync import SyncScore, combine_directions, sync_r2
 
 SUMMARY_COLUMNS = (
@@ -33,14 +33,24 @@ SUMMARY_COLUMNS = (
 
 
 def summarize_tables(paths: Iterable[str | os.PathLike[str]], top_k: int = 1, clip: bool = True) -> pd.DataFrame:
-    """SyncR2 of every R2 table, plus the combined two-direction rows."""
+    """SyncR2 of every R2 table, plus the combined two-direction rows.
+
+    A table of a layer subset (the MLP maps' layer stride) gives the SyncR2
+    over the layers it holds; ``layers_src`` / ``layers_tgt`` count them.
+    """
     rows = []
     for path in paths:
         table, meta = read_r2_table(path)
         for key in ("pair", "condition", "direction"):
             if not meta.get(key):
                 raise ValueError(f"{path}: R2 table metadata lacks '{key}'")
-        cube = r2_cube(table)
+        if meta.get("insufficient"):
+            raise ValueError(f"{path}: this R2 table is marked insufficient ({meta['insufficient']}): "
+                             f"it has no SyncR2; only the sensitivity analyses read such tables")
+        try:
+            cube, _, _ = r2_cube_layers(table)  # every layer, or the layer subset the table holds
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
         k = min(top_k, cube.shape[2])
         score = sync_r2(cube, top_k=k, clip=clip)
         raw = sync_r2(cube, top_k=k, clip=False)

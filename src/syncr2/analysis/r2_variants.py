@@ -1,0 +1,138 @@
+"""One R2 table under a variant of the main analysis: another size, grouping or map.
+
+The sensitivity analyses and the nonlinear maps (ANALYSES.md sections 6-7)
+re-run the R2 step of one (pair, condition, direction) with one setting
+changed, and write a table with the R2 table contract
+(:data:`~syncr2.synchrony.r2table.R2_COLUMNS`), so SyncR2 and every summary
+read it as they read the main one:
+
+* ``size``: the dataset size (Figure 9 varies it);
+* ``groups``: ``task`` (the main split: whole tasks in train or test) or
+  ``persona`` (whole unordered persona pairs, Table 2);
+* ``map_kind``: ``ridge`` (the affine map) or ``mlp`` (Table 5), with an
+  optional layer stride for the MLP's cost.
+
+A size the data cannot fill is part of the answer, not a failure, when
+``insufficient_ok`` is set: the table is then written with no rows and the
+reason in its metadata (``insufficient``);
+:func:`~syncr2.analysis.sensitivity.table_status` sorts such tables out. The
+main R2 step keeps failing loudly (its size is checked before any job by
+``check_sizes``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.conditions import DatasetError
+from ..synchrony.datasets import build_dataset, fixed_size_split
+from ..synchrony.r2table import R2_COLUMNS, compute_r2_table, write_r2_table
+from .nonlinear import MLP_DEFAULTS, compute_mlp_r2_table
+from .sensitivity import persona_pair_groups
+
+log = logging.getLogger(__name__)
+
+GROUPINGS = ("task", "persona")
+MAPS = ("ridge", "mlp")
+MLP_OPTIONS = (*MLP_DEFAULTS, "seed")
+
+PathLike = str | os.PathLike[str]
+
+
+def strided_layers(n_layers: int, stride: int) -> list[int] | None:
+    """Layers 0, s, 2s, ... and always the last one; None (all layers) for stride 1."""
+    if stride < 1:
+        raise ValueError(f"layer stride must be >= 1, got {stride}")
+    if stride == 1:
+        return None
+    return sorted({*range(0, n_layers, stride), n_layers - 1})
+
+
+def _check_mlp(mlp: Mapping[str, object]) -> dict:
+    unknown = sorted(set(mlp) - set(MLP_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown MLP option(s) {unknown}; use {list(MLP_OPTIONS)}")
+    return dict(mlp)
+
+
+def run_r2_variant(
+    genuine: Sequence[PathLike],
+    condition: str,
+    direction: str,
+    size: int,
+    split_seeds: Sequence[int],
+    out: PathLike,
+    *,
+    pair: str = "",
+    passive: Sequence[PathLike] | None = None,
+    alpha: float = 0.1,
+    test_fraction: float = 0.2,
+    groups: str = "task",
+    tasks: pd.DataFrame | None = None,
+    map_kind: str = "ridge",
+    mlp: Mapping[str, object] | None = None,
+    layer_stride: int = 1,
+    insufficient_ok: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Compute and write the R2 table of one (pair, condition, direction) under the given variant.
+
+    ``tasks`` (the task table) is needed for ``groups="persona"``; ``mlp``
+    holds MLP hyper-parameters and its ``seed`` (defaults: the paper's,
+    :data:`~syncr2.analysis.nonlinear.MLP_DEFAULTS`); ``layer_stride`` > 1
+    keeps every s-th layer of both agents (MLP only: the affine grid is cheap).
+    """
+    if groups not in GROUPINGS:
+        raise ValueError(f"groups must be one of {list(GROUPINGS)}, got {groups!r}")
+    if map_kind not in MAPS:
+        raise ValueError(f"map must be one of {list(MAPS)}, got {map_kind!r}")
+    if map_kind == "ridge" and (mlp or layer_stride != 1):
+        raise ValueError("MLP options and a layer stride apply to map 'mlp' only")
+    t0 = time.perf_counter()
+    ds = build_dataset(genuine, condition, direction, passive=passive or None)
+    if groups == "persona":
+        if tasks is None:
+            raise ValueError("groups 'persona' needs the task table (results/tasks.parquet)")
+        ds.groups = persona_pair_groups(ds.pairs, tasks)
+    meta: dict[str, object] = {
+        "pair": pair, "condition": condition, "direction": direction, "map": map_kind, "groups": groups,
+        "source_model": ds.source.shards[0].meta.model_key, "target_model": ds.target.shards[0].meta.model_key,
+        "size": int(size), "n_samples": len(ds), "test_fraction": test_fraction,
+        "split_seeds": [int(s) for s in split_seeds],
+    }
+    log.info("%s %s %s (%s map, %s groups, size %d): %d samples in %d groups", pair, condition, direction,
+             map_kind, groups, size, len(ds), len(np.unique(ds.groups)))
+    try:
+        for seed in split_seeds:
+            fixed_size_split(ds.groups, size, seed, test_fraction)
+    except DatasetError as exc:
+        if not insufficient_ok:
+            raise
+        reason = f"{len(ds)} samples in {len(np.unique(ds.groups))} {groups} groups cannot fill size {size}"
+        log.warning("%s %s %s: %s; writing an empty table marked insufficient (%s)", pair, condition, direction,
+                    reason, exc)
+        empty = pd.DataFrame({c: pd.Series(dtype="float64" if c == "r2" else "int32") for c in R2_COLUMNS})
+        return write_r2_table(empty, out, **meta, insufficient=reason)
+    if map_kind == "ridge":
+        table = compute_r2_table(ds, size, split_seeds, alpha=alpha, test_fraction=test_fraction, device=device,
+                                 progress=progress)
+        meta["alpha"] = alpha
+    else:
+        options = _check_mlp(mlp or {})
+        seed = int(options.pop("seed", 0))
+        layers_src = strided_layers(ds.source.n_layers, layer_stride)
+        layers_tgt = strided_layers(ds.target.n_layers, layer_stride)
+        table = compute_mlp_r2_table(ds, size, split_seeds, test_fraction=test_fraction, layers_src=layers_src,
+                                     layers_tgt=layers_tgt, device=device, seed=seed, progress=progress, **options)
+        meta.update({**MLP_DEFAULTS, **options, "seed": seed, "layers_src": layers_src, "layers_tgt": layers_tgt})
+    path = write_r2_table(table, out, **meta)
+    log.info("wrote %s (%d rows) in %.1f s", out, len(table), time.perf_counter() - t0)
+    return path
