@@ -21,9 +21,9 @@ from syncr2.analysis.nonlinear import (
     mlp_pair_r2_streamed,
     order_seed,
     r2_uniform,
-    run_nonlinear,
     train_mlp_stack,
 )
+from syncr2.analysis.r2_variants import run_r2_variant
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split
 from syncr2.synchrony.r2table import R2_COLUMNS, r2_cube, r2_cube_layers, read_r2_table
 from syncr2.synchrony.sync import sync_r2
@@ -193,9 +193,10 @@ def test_table_contract_sync_and_sklearn(synthetic_shards, tmp_path):
         r2_cube(sub)
 
 
-def test_run_nonlinear_writes_table(synthetic_shards, tmp_path):
-    out = run_nonlinear(synthetic_shards, "experimental", "BtoA", 100, [0], layers_tgt=[0, 2], device="cpu",
-                        progress=False, pair="synth-a__synth-b", out=tmp_path / "mlp.parquet", **FAST)
+def test_mlp_variant_writes_table(synthetic_shards, tmp_path):
+    out = run_r2_variant(synthetic_shards, "experimental", "BtoA", 100, [0], tmp_path / "mlp.parquet",
+                         pair="synth-a__synth-b", map_kind="mlp", mlp=FAST, layers_tgt=[0, 2], device="cpu",
+                         progress=False)
     table, meta = read_r2_table(out)
     assert meta["map"] == "mlp" and meta["pair"] == "synth-a__synth-b"
     assert meta["condition"] == "experimental" and meta["direction"] == "BtoA"

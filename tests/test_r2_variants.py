@@ -114,6 +114,9 @@ def test_mlp_layer_stride_gives_a_subset_table_that_summarizes(shards, tmp_path)
     assert summary.layers_src.iloc[0] == 2 and summary.layers_tgt.iloc[0] == 2
     with pytest.raises(ValueError, match="map 'mlp' only"):
         run_r2_variant(shards["A__B"], "experimental", "AtoB", 60, [0], out, layer_stride=2)
+    with pytest.raises(ValueError, match="not both"):
+        run_r2_variant(shards["A__B"], "experimental", "AtoB", 60, [0], out, map_kind="mlp", layer_stride=2,
+                       layers_tgt=[0])
 
 
 def test_sample_size_from_tables_drops_a_pair_missing_one_direction(shards, tmp_path):

@@ -37,20 +37,24 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..synchrony.datasets import ConditionDataset, build_dataset, fixed_size_split
-from ..synchrony.r2table import R2_COLUMNS, write_r2_table
-from ..synchrony.ridge import LayerLoader, _as_index, _constant_columns, check_layer_stacks, resolve_device
+from ..synchrony.datasets import ConditionDataset, fixed_size_split
+from ..synchrony.r2table import grid_rows
+from ..synchrony.ridge import (
+    LayerLoader,
+    _as_index,
+    _constant_columns,
+    check_layer_stacks,
+    resolve_device,
+)
 
 log = logging.getLogger(__name__)
 
@@ -421,57 +425,5 @@ def compute_mlp_r2_table(
             progress=progress,
             **mlp_kwargs,
         )
-        src, tgt = np.meshgrid(src_layers, tgt_layers, indexing="ij")
-        frames.append(pd.DataFrame({
-            "split_seed": np.int32(split_seed),
-            "layer_src": src.ravel().astype(np.int32),
-            "layer_tgt": tgt.ravel().astype(np.int32),
-            "r2": grid.ravel(),
-            "n_train": np.int32(len(train)),
-            "n_test": np.int32(len(test)),
-        }))
-    return pd.concat(frames, ignore_index=True)[list(R2_COLUMNS)]
-
-
-def run_nonlinear(
-    genuine_paths: Sequence[str | os.PathLike[str]],
-    condition: str,
-    direction: str,
-    size: int,
-    split_seeds: Sequence[int],
-    test_fraction: float = 0.2,
-    layers_src: Sequence[int] | None = None,
-    layers_tgt: Sequence[int] | None = None,
-    device: str | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    *,
-    pair: str,
-    out: str | os.PathLike[str],
-    passive_paths: Sequence[str | os.PathLike[str]] | None = None,
-    **mlp_kwargs,
-) -> Path:
-    """Build the (condition, direction) dataset of a pair, compute its MLP R2 table, write it.
-
-    The Parquet metadata holds pair, condition, direction, map="mlp", the
-    models, the layer subsets (None: all), size, seeds and hyper-parameters.
-    """
-    _check_options(mlp_kwargs)
-    ds = build_dataset(genuine_paths, condition, direction, passive=passive_paths or None)
-    log.info("MLP %s %s %s: %d paired samples in %d task groups", pair, condition, direction,
-             len(ds), len(set(ds.groups)))
-    t0 = time.perf_counter()
-    table = compute_mlp_r2_table(
-        ds, size, split_seeds, test_fraction=test_fraction, layers_src=layers_src, layers_tgt=layers_tgt,
-        device=device, seed=seed, progress=progress, **mlp_kwargs,
-    )
-    hyper = {**MLP_DEFAULTS, **{k: v for k, v in mlp_kwargs.items() if k in MLP_DEFAULTS}}
-    write_r2_table(
-        table, out, pair=pair, condition=condition, direction=direction, map="mlp",
-        source_model=ds.source.shards[0].meta.model_key, target_model=ds.target.shards[0].meta.model_key,
-        size=size, n_samples=len(ds), test_fraction=test_fraction, split_seeds=[int(s) for s in split_seeds],
-        seed=seed, layers_src=None if layers_src is None else [int(v) for v in layers_src],
-        layers_tgt=None if layers_tgt is None else [int(v) for v in layers_tgt], **hyper,
-    )
-    log.info("wrote %s (%d rows) in %.1f s", out, len(table), time.perf_counter() - t0)
-    return Path(out)
+        frames.append(grid_rows(grid, split_seed, src_layers, tgt_layers, len(train), len(test)))
+    return pd.concat(frames, ignore_index=True)

@@ -79,6 +79,8 @@ def run_r2_variant(
     map_kind: str = "ridge",
     mlp: Mapping[str, object] | None = None,
     layer_stride: int = 1,
+    layers_src: Sequence[int] | None = None,
+    layers_tgt: Sequence[int] | None = None,
     insufficient_ok: bool = False,
     device: str | None = None,
     progress: bool = True,
@@ -88,14 +90,17 @@ def run_r2_variant(
     ``tasks`` (the task table) is needed for ``groups="persona"``; ``mlp``
     holds MLP hyper-parameters and its ``seed`` (defaults: the paper's,
     :data:`~syncr2.analysis.nonlinear.MLP_DEFAULTS`); ``layer_stride`` > 1
-    keeps every s-th layer of both agents (MLP only: the affine grid is cheap).
+    keeps every s-th layer of both agents, ``layers_src`` / ``layers_tgt``
+    name the layers of one side instead (MLP only: the affine grid is cheap).
     """
     if groups not in GROUPINGS:
         raise ValueError(f"groups must be one of {list(GROUPINGS)}, got {groups!r}")
     if map_kind not in MAPS:
         raise ValueError(f"map must be one of {list(MAPS)}, got {map_kind!r}")
-    if map_kind == "ridge" and (mlp or layer_stride != 1):
-        raise ValueError("MLP options and a layer stride apply to map 'mlp' only")
+    if map_kind == "ridge" and (mlp or layer_stride != 1 or layers_src is not None or layers_tgt is not None):
+        raise ValueError("MLP options, a layer stride and layer subsets apply to map 'mlp' only")
+    if layer_stride != 1 and (layers_src is not None or layers_tgt is not None):
+        raise ValueError("give a layer stride or layer subsets, not both")
     t0 = time.perf_counter()
     ds = build_dataset(genuine, condition, direction, passive=passive or None)
     if groups == "persona":
@@ -128,8 +133,11 @@ def run_r2_variant(
     else:
         options = _check_mlp(mlp or {})
         seed = int(options.pop("seed", 0))
-        layers_src = strided_layers(ds.source.n_layers, layer_stride)
-        layers_tgt = strided_layers(ds.target.n_layers, layer_stride)
+        if layer_stride != 1:
+            layers_src = strided_layers(ds.source.n_layers, layer_stride)
+            layers_tgt = strided_layers(ds.target.n_layers, layer_stride)
+        layers_src = None if layers_src is None else [int(v) for v in layers_src]
+        layers_tgt = None if layers_tgt is None else [int(v) for v in layers_tgt]
         table = compute_mlp_r2_table(ds, size, split_seeds, test_fraction=test_fraction, layers_src=layers_src,
                                      layers_tgt=layers_tgt, device=device, seed=seed, progress=progress, **options)
         meta.update({**MLP_DEFAULTS, **options, "seed": seed, "layers_src": layers_src, "layers_tgt": layers_tgt})

@@ -56,20 +56,30 @@ def compute_r2_table(
             device=device,
             progress=progress,
         )
-        src, tgt = np.meshgrid(np.arange(n_src), np.arange(n_tgt), indexing="ij")
-        frames.append(
-            pd.DataFrame(
-                {
-                    "split_seed": np.int32(seed),
-                    "layer_src": src.ravel().astype(np.int32),
-                    "layer_tgt": tgt.ravel().astype(np.int32),
-                    "r2": grid.ravel(),
-                    "n_train": np.int32(len(train)),
-                    "n_test": np.int32(len(test)),
-                }
-            )
-        )
+        frames.append(grid_rows(grid, seed, range(n_src), range(n_tgt), len(train), len(test)))
     return pd.concat(frames, ignore_index=True)
+
+
+def grid_rows(
+    grid: np.ndarray,
+    split_seed: int,
+    layers_src: Sequence[int],
+    layers_tgt: Sequence[int],
+    n_train: int,
+    n_test: int,
+) -> pd.DataFrame:
+    """One split seed's (len(layers_src), len(layers_tgt)) R2 grid as R2-table rows (``R2_COLUMNS``)."""
+    src, tgt = np.meshgrid(np.asarray(layers_src), np.asarray(layers_tgt), indexing="ij")
+    return pd.DataFrame(
+        {
+            "split_seed": np.int32(split_seed),
+            "layer_src": src.ravel().astype(np.int32),
+            "layer_tgt": tgt.ravel().astype(np.int32),
+            "r2": np.asarray(grid).ravel(),
+            "n_train": np.int32(n_train),
+            "n_test": np.int32(n_test),
+        }
+    )
 
 
 def write_r2_table(table: pd.DataFrame, path: str | os.PathLike[str], **meta: object) -> Path:
