@@ -263,12 +263,6 @@ def cmd_read_passive(args: argparse.Namespace) -> None:
     )
 
 
-def _read_performance(path: str):
-    import pandas as pd
-
-    return pd.read_parquet(path)
-
-
 def cmd_sensitivity(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -281,13 +275,13 @@ def cmd_sensitivity(args: argparse.Namespace) -> None:
         raise ValueError(f"sensitivity --analysis {args.analysis} needs {' and '.join(lacking)}")
     scores = tuple(args.scores)
     if args.analysis == "top_k":
-        frame = sens.top_k_rows(args.tables, _read_performance(args.performance), args.families, args.model_order,
+        frame = sens.top_k_rows(args.tables, pd.read_parquet(args.performance), args.families, args.model_order,
                                 ks=args.ks or None, scores=scores, condition=args.condition, beyond="cap",
                                 min_n=args.min_pairs_correlation)
     elif args.analysis == "no_clip":
         frame = sens.no_clip_rows(pd.read_parquet(args.summary), args.families, args.model_order, args.condition)
     elif args.analysis == "sample_size":
-        frame = sens.sample_size_from_tables(args.tables, _read_performance(args.performance), args.families,
+        frame = sens.sample_size_from_tables(args.tables, pd.read_parquet(args.performance), args.families,
                                              args.model_order, scores, args.condition,
                                              min_n=args.min_pairs_correlation)
     else:
