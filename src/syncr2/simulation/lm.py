@@ -42,7 +42,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cached_property
@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from .prefix_cache import BatchLayout, PrefixStore
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,9 @@ class LMConfig:
     (decode steps of grouped-query models without repeated K/V; prefill is
     SDPA); ``sdpa`` or ``eager`` select transformers' own. ``tf32`` lets CUDA
     run float32 matmuls in TF32; the recorded dtype then reads ``float32+tf32``.
+    ``prefix_reuse`` keeps each keyed prompt's key/value cache for the next
+    prompt of the same key (:mod:`syncr2.simulation.prefix_cache`); it changes
+    speed, never a token, so it is no rerun trigger.
     """
 
     path: str
@@ -104,6 +109,7 @@ class LMConfig:
     memory_limit_gb: float | None = None
     special_tokens: str = "template"
     tf32: bool = False
+    prefix_reuse: bool = True
 
     def __post_init__(self) -> None:
         if self.special_tokens not in ("template", "always"):
@@ -195,6 +201,15 @@ class RowGumbelSampler:
             scores = warp(input_ids, scores)
         noise = self.gumbel(scores.shape[0], scores.shape[1], scores.device)
         return (scores.to(torch.float64) + noise).to(scores.dtype)
+
+
+def without_cache_implementation(gen_cfg: Any) -> Any:
+    """A copy of a generation config that names no cache implementation (a given past cache is used instead)."""
+    if getattr(gen_cfg, "cache_implementation", None) is None:
+        return gen_cfg
+    out = copy.deepcopy(gen_cfg)
+    out.cache_implementation = None
+    return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -300,6 +315,7 @@ class ChatLM:
         self.blocks = find_decoder_blocks(model)
         self._base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self._newline_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.prefixes = PrefixStore()
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -493,9 +509,10 @@ class ChatLM:
         """Hooks that store each block's output at the last position, once, then remove themselves.
 
         Only the first call of each block is recorded: in ``generate`` that is
-        the prefill over the whole prompt, the KV-cache decode steps that
-        follow find the hook gone. A first call over fewer positions than the
-        prompt (chunked prefill) is an error, not a silently wrong record.
+        the prefill over the computed part of the prompt (the whole prompt, or
+        what follows a reused prefix), the KV-cache decode steps that follow
+        find the hook gone. A first call over another number of positions
+        (chunked prefill) is an error, not a silently wrong record.
         """
         handles: list[Any] = []
 
@@ -504,7 +521,7 @@ class ChatLM:
                 h = output[0] if isinstance(output, (tuple, list)) else output
                 if h.shape[1] != expected_len:
                     raise RuntimeError(
-                        f"block {i} first ran on {h.shape[1]} positions, expected the whole prompt ({expected_len}); "
+                        f"block {i} first ran on {h.shape[1]} positions, expected the prompt's {expected_len}; "
                         "chunked prefill is not supported while recording"
                     )
                 slots[i] = h[:, -1, :].to(dtype=torch.float32, copy=True)
@@ -528,8 +545,13 @@ class ChatLM:
         ``cfg.memory_limit_gb``, a batch also fits the token budget of
         :mod:`syncr2.simulation.memory_budget` (KV cache of the padded batch
         plus working memory, from the model's config), so a long turn splits
-        into more batches instead of running out of memory. Sorting by length
-        keeps padding small; results do not depend on the batches.
+        into more batches instead of running out of memory. The kept prefix
+        caches (:attr:`prefixes`) count against that memory: on CUDA they are
+        allocated, so the free memory already excludes them; under a memory
+        limit their bytes are subtracted. They may hold at most half of it:
+        beyond that the largest are dropped (those rows then compute their
+        whole prompt). Sorting by length keeps padding small; results do not
+        depend on the batches.
         """
         from .memory_budget import ModelShape, available_memory, plan_batches, weight_bytes
 
@@ -538,7 +560,14 @@ class ChatLM:
             order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
             return [order[s:s + self.cfg.batch_size] for s in range(0, len(order), self.cfg.batch_size)]
         shape = ModelShape.from_config(self.model.config)
-        free = available_memory(self.device, limit, weight_bytes(shape, self.cfg.dtype))
+        weights = weight_bytes(shape, self.cfg.dtype)
+        # the memory a batch could use if no prefix were kept
+        total = [available_memory("cpu", limit, weights)] if limit is not None else []
+        if self.device.type == "cuda":
+            total.append(available_memory(self.device, None, weights) + self.prefixes.nbytes)
+        if self.prefixes.nbytes > min(total) // 2:
+            self.prefixes.evict_to(min(total) // 2)
+        free = min(total) - self.prefixes.nbytes
         batches = plan_batches(list(lengths), max_new_tokens, shape, self.cfg.dtype, free,
                                max_batch=self.cfg.batch_size)
         if len(batches) > -(-len(lengths) // self.cfg.batch_size):
@@ -546,27 +575,92 @@ class ChatLM:
                      free / 1e9, len(lengths), max(lengths), max_new_tokens, len(batches))
         return batches
 
+    def _reuse(self, keys: Sequence[Hashable | None] | None, n: int) -> list[Hashable | None] | None:
+        """The per-row prefix keys when prefix reuse is on and keys were given, else None."""
+        if keys is None or not self.cfg.prefix_reuse:
+            return None
+        keys = list(keys)
+        if len(keys) != n:
+            raise ValueError(f"{n} prompts but {len(keys)} prefix keys")
+        return keys
+
+    def _past(self, keys: list[Hashable | None] | None, batch: list[list[int]]) -> tuple[BatchLayout, Any]:
+        """The batch's layout and the kept caches as its past (no reuse: the whole prompt is computed)."""
+        if keys is None:
+            width = max(len(r) for r in batch)
+            return BatchLayout(width, width, (0,) * len(batch), tuple(len(r) for r in batch)), None
+        layout = self.prefixes.layout(keys, batch)
+        self.prefixes.count(layout)
+        return layout, self.prefixes.past(keys, layout, self._n_cache_layers)
+
+    def forget_prefixes(self, keys: Sequence[Hashable]) -> None:
+        """Drop the kept caches of these keys (an episode that ended)."""
+        self.prefixes.forget(keys)
+
+    @property
+    def _n_cache_layers(self) -> int:
+        """Layers with a key/value cache (every decoder block)."""
+        return int(self.model.config.get_text_config().num_hidden_layers)
+
+    @staticmethod
+    def _waves(keys: list[Hashable | None] | None, n: int) -> list[list[int]]:
+        """Row indices in waves: wave k holds each key's k-th prompt, so a prompt runs after its key's previous one."""
+        if keys is None:
+            return [list(range(n))]
+        seen: dict[Hashable, int] = {}
+        waves: list[list[int]] = []
+        for i, key in enumerate(keys):
+            k = 0 if key is None else seen.get(key, 0)
+            if key is not None:
+                seen[key] = k + 1
+            while len(waves) <= k:
+                waves.append([])
+            waves[k].append(i)
+        return waves
+
     @torch.inference_mode()
-    def capture(self, prompts: list[str]) -> np.ndarray:
+    def capture(self, prompts: list[str], keys: Sequence[Hashable | None] | None = None) -> np.ndarray:
         """Block outputs at the last token of each rendered prompt, one forward pass, no generation.
 
         Returns float32 (n, L, D). Prompts are batched by length (longest
         first, :meth:`plan_batches` with no new tokens) to limit padding; the
-        result is in the input order.
+        result is in the input order. ``keys`` (one per prompt; None: no
+        reuse) name prompts that extend each other, e.g. one reader's prompts
+        of one episode in turn order: with ``prefix_reuse`` each keyed prompt
+        runs after the previous prompt of its key and computes only what
+        follows their common prefix. The kept caches are dropped at the end.
         """
         ids = self.tokenize(prompts)
+        keys = self._reuse(keys, len(ids))
         out = np.empty((len(ids), self.n_layers, self.hidden_size), dtype=np.float32)
-        for rows in self.plan_batches([len(r) for r in ids], 0):
-            input_ids, mask, pos = self._left_pad([ids[i] for i in rows])
-            slots: list[torch.Tensor | None] = [None] * self.n_layers
-            handles = self._hook_blocks(slots, input_ids.shape[1])
-            try:
-                self._base(input_ids=input_ids, attention_mask=mask, position_ids=pos, use_cache=False)
-            finally:
-                for h in handles:
-                    h.remove()
-            out[rows] = self._collect(slots)
+        try:
+            for wave in self._waves(keys, len(ids)):
+                for batch_rows in self.plan_batches([len(ids[i]) for i in wave], 0):
+                    rows = [wave[j] for j in batch_rows]
+                    out[rows] = self._capture_batch([ids[i] for i in rows], None if keys is None else [keys[i] for i in rows])
+        finally:
+            self.prefixes.clear()
         return out
+
+    def _capture_batch(self, batch: list[list[int]], keys: list[Hashable | None] | None) -> np.ndarray:
+        """One forward pass over a batch (after its reused prefix), returning its (B, L, D) block outputs."""
+        input_ids, mask, pos = self._left_pad(batch)
+        layout, past = self._past(keys, batch)
+        start = layout.cached_width
+        slots: list[torch.Tensor | None] = [None] * self.n_layers
+        handles = self._hook_blocks(slots, layout.computed)
+        try:
+            kw: dict[str, Any] = {"use_cache": False}
+            if past is not None:
+                kw = {"use_cache": True, "past_key_values": past,
+                      "cache_position": torch.arange(start, layout.width, device=self.device)}
+            self._base(input_ids=input_ids[:, start:], attention_mask=mask, position_ids=pos[:, start:], **kw)
+        finally:
+            for h in handles:
+                h.remove()
+        if past is not None:
+            self.prefixes.keep(keys, batch, past, layout.width)
+        return self._collect(slots)
 
     # ------------------------------------------------------------- generation
     def _eos_ids(self) -> list[int]:
@@ -638,7 +732,7 @@ class ChatLM:
                                  "top_k and top_p are supported when sampling")
         gen_cfg.update(
             do_sample=False, temperature=1.0, top_k=50, top_p=1.0, num_beams=1,
-            max_new_tokens=self.cfg.max_new_tokens, max_length=None,
+            max_new_tokens=self.cfg.max_new_tokens, max_length=None, return_dict_in_generate=True,
             pad_token_id=settings["pad_token_id"],
             eos_token_id=settings["eos_token_ids"],  # the same ids the finish tracker reports as "eos"
         )
@@ -646,7 +740,8 @@ class ChatLM:
 
     @torch.inference_mode()
     def generate(
-        self, prompts: list[str], seed: int | Sequence[int], stop_at_newline: bool | None = None
+        self, prompts: list[str], seed: int | Sequence[int], stop_at_newline: bool | None = None,
+        keys: Sequence[Hashable | None] | None = None,
     ) -> GenerationResult:
         """Sample one reply per rendered prompt and record the prefill's block outputs.
 
@@ -661,7 +756,12 @@ class ChatLM:
         results come back in input order. ``stop_at_newline`` (default:
         the config's) ends a row at the first newline after non-whitespace
         text: the first line is unchanged, the tokens after it are not
-        generated.
+        generated. ``keys`` (one per prompt, e.g. an episode's agent; None: no
+        reuse): with ``prefix_reuse``, a keyed prompt reuses the key/value
+        cache of the key's previous prompt for their common token prefix, and
+        its own prompt's cache is kept for the next call
+        (:mod:`syncr2.simulation.prefix_cache`); :meth:`forget_prefixes` drops
+        an ended episode's.
         """
         from transformers import LogitsProcessorList
 
@@ -678,30 +778,38 @@ class ChatLM:
         gen_cfg = self._generation_config(settings)
         texts = [""] * n
         reasons = [""] * n
+        keys = self._reuse(keys, n)
         self.n_generate_calls = getattr(self, "n_generate_calls", 0)
         for rows in self.plan_batches([len(r) for r in ids], settings["max_new_tokens"]):
             batch = [ids[i] for i in rows]
+            batch_keys = None if keys is None else [keys[i] for i in rows]
             processors = []
             if settings["do_sample"]:
                 processors.append(RowGumbelSampler(
                     [seeds[i] for i in rows], settings["temperature"], settings["top_k"], settings["top_p"]))
             input_ids, mask, _ = self._left_pad(batch)
             prompt_len = input_ids.shape[1]
-            log.debug("generate: %d rows of %d, width %d", len(rows), n, prompt_len)
+            layout, past = self._past(batch_keys, batch)
+            log.debug("generate: %d rows of %d, width %d, %d computed", len(rows), n, prompt_len, layout.computed)
             tracker = _FinishTracker(prompt_len, len(batch), eos, newline, self.device)
             slots: list[torch.Tensor | None] = [None] * self.n_layers
-            handles = self._hook_blocks(slots, prompt_len)
+            handles = self._hook_blocks(slots, layout.computed)
             try:
-                seqs = self.model.generate(
+                generated = self.model.generate(
                     input_ids=input_ids,
                     attention_mask=mask,
-                    generation_config=gen_cfg,
+                    generation_config=gen_cfg if past is None else without_cache_implementation(gen_cfg),
                     logits_processor=LogitsProcessorList(processors),
                     stopping_criteria=_make_stopping_criterion(tracker),
+                    past_key_values=past,
                 )
             finally:
                 for h in handles:
                     h.remove()
+            seqs = generated.sequences
+            if past is not None:
+                self.prefixes.keep(batch_keys, batch, generated.past_key_values, prompt_len)
+            del generated, past
             self.n_generate_calls += 1
             reps[rows] = self._collect(slots)
             new_tokens = seqs[:, prompt_len:].cpu().numpy()

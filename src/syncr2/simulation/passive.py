@@ -90,7 +90,9 @@ def read_passive_block(
         generation = (recorded or {}).get(agent) or {"date_string": lm.cfg.date_string}
         date_string = generation.get("date_string") or lm.cfg.date_string
         texts = passive_prompts(rows, tasks, preset)
-        reps = lm.capture([lm.render(t, date_string=date_string) for t in texts])
+        # one reader's prompts of one episode extend each other: reuse their common prefixes
+        keys = list(zip(rows["task_id"].astype(int), rows["seed"].astype(int)))
+        reps = lm.capture([lm.render(t, date_string=date_string) for t in texts], keys=keys)
         index = rows[["task_id", "seed", "turn", "speaker"]]
         meta = shard_meta(lm, key, "passive", preset, {**generation, "date_string": date_string})
         write_shard(reps_out[agent - 1], index, reps, meta)

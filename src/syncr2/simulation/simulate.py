@@ -147,6 +147,8 @@ def run_block(
     Returns the episode table and, per agent, (index, reps (n, L, D)). Each
     reply is sampled with :func:`episode_seed`, so the result for a task does
     not depend on the other tasks of ``tasks`` or on the models' batch size.
+    Each agent's prompt reuses the key/value cache of its previous prompt in
+    the same episode (``prefix_reuse``, key (task id, agent)).
     """
     n = len(tasks)
     for key, lm in models:
@@ -176,6 +178,7 @@ def run_block(
         result = lm.generate(
             [lm.render(p) for p in prompts],
             seed=[episode_seed(seed, task_ids[i], pair_keys, turn) for i in active],
+            keys=[(task_ids[i], speaker) for i in active],
         )
         for j, i in enumerate(active):
             utterance = preset.clean(result.texts[j])
@@ -187,6 +190,8 @@ def run_block(
                 end = "max_turns"
             if end:
                 running[i] = False
+                for _, agent_lm in models:  # the ended episode's kept prompt caches
+                    agent_lm.forget_prefixes([(task_ids[i], 1), (task_ids[i], 2)])
             task_id = task_ids[i]
             rows.append({
                 "task_id": task_id, "seed": seed, "turn": turn, "speaker": speaker,
@@ -196,7 +201,10 @@ def run_block(
             })
             index[speaker].append((task_id, seed, turn, speaker))
         reps[speaker].append(result.reps)
-        log.info("turn %d: %d episodes running, speaker %d (%s)", turn, int(running.sum()), speaker, key)
+        log.info("turn %d: %d episodes running, speaker %d (%s); prefill %d tokens computed, %d reused so far",
+                 turn, int(running.sum()), speaker, key, lm.prefixes.computed_tokens, lm.prefixes.reused_tokens)
+    for _, agent_lm in models:
+        agent_lm.prefixes.clear()
     episodes = pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
     out: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
     for agent in (1, 2):

@@ -243,7 +243,7 @@ def _sha256(path: Path) -> str:
 
 def build_tiny_model(
     out_dir: str | Path,
-    arch: Literal["llama", "mistral"],
+    arch: Literal["llama", "mistral", "gemma3"],
     n_layers: int,
     hidden_size: int,
     n_heads: int,
@@ -264,9 +264,13 @@ def build_tiny_model(
     ``torch.manual_seed(seed)`` inside a forked RNG (the caller's global RNG is
     untouched); ``initializer_range`` is the std of the normal init.
     ``sliding_window`` is Mistral's attention window (None: full attention, as
-    in Mistral-7B v0.2/v0.3). Returns ``out_dir``.
+    in Mistral-7B v0.2/v0.3); for ``gemma3`` (Gemma-3's text model: every
+    sixth block global, the others local) it is the local blocks' window
+    (default 512, Gemma-3-270M's). Returns ``out_dir``.
     """
     from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
         GenerationConfig,
         LlamaConfig,
         LlamaForCausalLM,
@@ -274,8 +278,8 @@ def build_tiny_model(
         MistralForCausalLM,
     )
 
-    if arch not in ("llama", "mistral"):
-        raise ValueError(f"arch must be 'llama' or 'mistral', got {arch!r}")
+    if arch not in ("llama", "mistral", "gemma3"):
+        raise ValueError(f"arch must be 'llama', 'mistral' or 'gemma3', got {arch!r}")
     if hidden_size % n_heads or n_heads % n_kv_heads:
         raise ValueError("hidden_size must be divisible by n_heads and n_heads by n_kv_heads")
     out = Path(out_dir)
@@ -300,6 +304,10 @@ def build_tiny_model(
     )
     if arch == "llama":
         config, cls = LlamaConfig(**common), LlamaForCausalLM
+    elif arch == "gemma3":
+        config = Gemma3TextConfig(sliding_window=sliding_window or 512, head_dim=hidden_size // n_heads,
+                                  query_pre_attn_scalar=hidden_size // n_heads, **common)
+        cls = Gemma3ForCausalLM
     else:
         config, cls = MistralConfig(sliding_window=sliding_window, **common), MistralForCausalLM
 
