@@ -66,6 +66,9 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 #: identified by a hash of their contents; larger ones by names and sizes.
 SMALL_CHECKPOINT_BYTES = 256 * 1024 * 1024
 
+#: The file a checkpoint converted from GGUF records its source in (``{"gguf_sha256": ...}``).
+GGUF_SOURCE_FILE = "syncr2_source.json"
+
 
 @dataclass
 class LMConfig:
@@ -389,7 +392,9 @@ class ChatLM:
         """A cheap, stable identifier of the weights.
 
         ``git:<commit>`` when the checkpoint came from the hub cache (the
-        commit pins every file); for a local directory ``sha256:<hex>`` over
+        commit pins every file); ``gguf-sha256:<hex>`` for a checkpoint
+        converted from a GGUF file (its sha256, recorded by the converter in
+        :data:`GGUF_SOURCE_FILE`); for a local directory ``sha256:<hex>`` over
         the weight files' names and contents when they total at most
         :data:`SMALL_CHECKPOINT_BYTES` (the tiny models), else
         ``sizes-sha256:<hex>`` over their names and byte sizes plus the
@@ -402,6 +407,12 @@ class ChatLM:
         root = Path(self.cfg.path)
         if not root.is_dir():
             raise ValueError(f"{self.cfg.path}: not a local directory and no hub commit known")
+        source = root / GGUF_SOURCE_FILE
+        if source.is_file():  # converted from a GGUF file: the file's sha256 names the weights
+            try:
+                return f"gguf-sha256:{json.loads(source.read_text())['gguf_sha256']}"
+            except (ValueError, KeyError) as exc:
+                raise ValueError(f"{source}: no readable 'gguf_sha256' ({exc}); rebuild this checkpoint") from exc
         files = sorted(
             p
             for p in root.iterdir()
