@@ -39,7 +39,12 @@ Three parts, printed in this order:
    work (float32, batches of 25 in task order, every batch decoding 300 tokens,
    repeated-K/V decode attention); AFTER = stop at the first newline, batches
    sorted by length and planned by ``memory_budget.plan_batches``, grouped
-   decode attention, in float32, float32+TF32 and bfloat16. With CPU-only
+   decode attention, in float32, float32+TF32 and bfloat16, each also with
+   prefix reuse across turns (``PrefixStore``: a prompt computes only what
+   follows the same agent's kept prompt of turn t-2, a batch the most any of
+   its rows needs, attention over the whole context; the kept caches of the
+   block's episodes take memory from the planner, and ChatLM's cut to half of
+   it is followed; passive reading per reader and episode). With CPU-only
    measurements the H100 figures rest on stated H100 efficiencies; with CUDA
    measurements the model is calibrated by them (same dtype and attention).
 """
@@ -184,6 +189,25 @@ def prefill_cost(s: ModelShape, b: int, p: int, dtype: str, lm_head: bool = True
     return float(flops), float(nbytes)
 
 
+def prefill_cost_reuse(s: ModelShape, b: int, w: int, computed: int, dtype: str,
+                       lm_head: bool = True) -> tuple[float, float]:
+    """(FLOPs, bytes) of one forward with prefix reuse: b rows of width w, the last ``computed`` (S) columns run.
+
+    The S computed tokens of a row sit at positions w - S .. w - 1 and each
+    attends to every earlier column, so attention runs over w - S/2 keys on
+    average (S = w gives :func:`prefill_cost`'s w/2). Bytes: the weights,
+    and the KV cache of the batch moved 7 w - 2 S times per row-token: the
+    past assembled from the kept caches (read + write w - S), the cache's
+    ``torch.cat`` growth (read + write w), attention reading it (w), and the
+    prompt columns copied back into the store (read + write w).
+    """
+    st = storage_dtype(dtype)
+    attn = 4 * (w - computed / 2) * s.n_heads * s.head_dim * s.n_layers
+    flops = b * computed * (2 * nonembed_params(s) + attn) + (b * 2 * s.vocab_size * s.hidden_size if lm_head else 0)
+    nbytes = weight_bytes(s, st) + b * (7 * w - 2 * computed) * kv_bytes_per_token(s, st)
+    return float(flops), float(nbytes)
+
+
 def kv_traffic_factor(s: ModelShape, grouped: bool) -> int:
     """Times the KV cache's bytes move per decode step.
 
@@ -208,9 +232,14 @@ def decode_costs(s: ModelShape, b: int, ctx: np.ndarray, dtype: str, grouped: bo
 
 
 def generate_time(s: ModelShape, b: int, p: int, new_tokens: int, dtype: str, grouped: bool, dev: Device,
-                  k_pre: float = 1.0, k_dec: float = 1.0) -> tuple[float, float]:
-    """(prefill s, decode s) of one generate call: prefill gives token 1, new_tokens - 1 decode steps follow."""
+                  k_pre: float = 1.0, k_dec: float = 1.0, computed: int | None = None) -> tuple[float, float]:
+    """(prefill s, decode s) of one generate call: prefill gives token 1, new_tokens - 1 decode steps follow.
+
+    ``computed``: with prefix reuse, the columns the prefill computes (:func:`prefill_cost_reuse`).
+    """
     f, by = prefill_cost(s, b, p, dtype)
+    if computed is not None:  # prefix reuse: only the last ``computed`` columns run
+        f, by = prefill_cost_reuse(s, b, p, computed, dtype)
     t_pre = k_pre * forward_time(f, by, dtype, dev)
     ctx = p + np.arange(1, new_tokens)
     if ctx.size == 0:
@@ -244,6 +273,10 @@ class PromptChars:
     passive: np.ndarray
     intro: np.ndarray  # (tasks, 2)
     source: str
+    #: characters each prompt shares, from its start, with the same speaker's (reader's) prompt two turns
+    #: earlier -- the prefix a kept cache covers (0 at turns 0 and 1: the agent's first prompt)
+    genuine_common: np.ndarray | None = None
+    passive_common: np.ndarray | None = None
 
 
 def sotopia_prompt_chars(path: Path, utterance_tokens: int) -> PromptChars:
@@ -267,16 +300,52 @@ def sotopia_prompt_chars(path: Path, utterance_tokens: int) -> PromptChars:
     filler = ("word " * utterance_tokens)[: 4 * utterance_tokens].strip()
     genuine = np.zeros((len(tasks), N_TURNS), dtype=np.int64)
     passive = np.zeros_like(genuine)
+    genuine_common = np.zeros_like(genuine)
+    passive_common = np.zeros_like(genuine)
     for i, ((i1, i2), (n1, n2)) in enumerate(zip(intros, names)):
         history: list[tuple[str, str]] = []
+        texts: list[tuple[str, str]] = []
         for t in range(N_TURNS):
             speaker_intro, speaker = (i1, n1) if t % 2 == 0 else (i2, n2)
             prompt = preset.prompt(speaker_intro, history, speaker, t)
+            reading = preset.passive_prompt(prompt, speaker, n1)
             genuine[i, t] = len(prompt)
-            passive[i, t] = len(preset.passive_prompt(prompt, speaker, n1))
+            passive[i, t] = len(reading)
+            if t >= 2:  # the same agent's previous prompt (and the same reader's previous reading)
+                genuine_common[i, t] = len(os.path.commonprefix([texts[t - 2][0], prompt]))
+                passive_common[i, t] = len(os.path.commonprefix([texts[t - 2][1], reading]))
+            texts.append((prompt, reading))
             history.append((speaker, filler))
     intro = np.array([[len(a), len(b)] for a, b in intros], dtype=np.int64)
-    return PromptChars(genuine, passive, intro, source)
+    return PromptChars(genuine, passive, intro, source, genuine_common, passive_common)
+
+
+def template_suffix_tokens(family: str) -> int:
+    """Estimated tokens of the chat template after the user message (computed again on every turn)."""
+    from syncr2.simulation.presets import PromptPreset
+
+    tpl = PromptPreset.from_config({"preset": "authors"}).chat_template_for(PAPER_PATHS[family])
+    text = tpl.split("{{ messages[0]['content'] }}", 1)[1]
+    specials = re.findall(r"<\|[a-z_]+\|>", text)
+    return len(specials) + math.ceil(len(re.sub(r"<\|[a-z_]+\|>", "", text)) / 4.0)
+
+
+#: tokens a kept prefix loses at its end because the token where the two prompts part may merge differently
+REUSE_BOUNDARY_TOKENS = 1
+
+
+def new_tokens_with_reuse(chars: np.ndarray, common: np.ndarray, full: np.ndarray, family: str) -> np.ndarray:
+    """Tokens a prompt computes when the same key's previous prompt is kept (the whole prompt at turns 0-1).
+
+    The characters after the common prefix (tokens = characters / 4, as
+    everywhere here) + the chat template's closing tokens + one boundary
+    token; at least 1 (``PrefixStore.reusable``: one token always runs) and
+    at most the whole prompt.
+    """
+    new = est_tokens(chars - common) + template_suffix_tokens(family) + REUSE_BOUNDARY_TOKENS
+    new = np.clip(new, 1, full)
+    new[:, :2] = full[:, :2]
+    return new
 
 
 # --------------------------------------------------------------------------- building and measuring
@@ -494,8 +563,9 @@ def report_measured(m: Measured, dev_name: str, new_tokens: int) -> None:
         print(f"    {t.layers:2d} layers: prefill {t.prefill_s:7.2f} s ({real / t.prefill_s:8.1f} tok/s), "
               f"decode {t.step_s * 1e3:8.1f} ms/step ({1 / t.step_s:6.2f} steps/s); {mem}")
     if m.extrapolated:
-        per_p, fix_p, _, fb_p = linear_fit(m.points, "prefill_s", s.n_layers)
-        per_d, fix_d, _, fb_d = linear_fit(m.points, "step_s", s.n_layers)
+        pts = m.points if len(m.points) == 2 else m.points * 2  # --layers 1: one point, scaled proportionally
+        per_p, fix_p, _, fb_p = linear_fit(pts, "prefill_s", s.n_layers)
+        per_d, fix_d, _, fb_d = linear_fit(pts, "step_s", s.n_layers)
         note = "; ".join(f"{what}: the two points gave a negative part (timing noise), scaled proportionally instead"
                          for what, fb in (("prefill", fb_p), ("decode", fb_d)) if fb)
         print(f"    linear in layers: prefill {per_p:.2f} s/layer + {fix_p:.2f} s fixed; "
@@ -521,6 +591,7 @@ class Scenario:
     sorted_batches: bool
     decode_tokens: int  # per generate batch
     grouped: bool
+    reuse: bool = False  # prefix reuse across turns (simulation and passive reading); needs sorted_batches
 
 
 def batches_of(lengths: np.ndarray, scenario: Scenario, shape: ModelShape, dev: Device,
@@ -533,39 +604,117 @@ def batches_of(lengths: np.ndarray, scenario: Scenario, shape: ModelShape, dev: 
     return [lengths[idx] for idx in plan]
 
 
+def evict(kept: np.ndarray, kv: int, cap: int) -> int:
+    """``PrefixStore.evict_to`` on kept prompt lengths (0: none kept): drop the largest until kv x tokens <= cap.
+
+    ``kept`` is changed in place (dropped entries become 0); returns how many were dropped.
+    """
+    flat = kept.ravel()
+    held = int(flat.sum())
+    if held * kv <= cap:
+        return 0
+    order = np.argsort(-flat, kind="stable")
+    left = held - np.cumsum(flat[order])  # tokens still kept after dropping the first j + 1
+    k = int(np.argmax(left * kv <= cap)) + 1
+    kept.flat[order[:k]] = 0
+    return k
+
+
 def project(scenario: Scenario, gen_tokens: dict[str, np.ndarray], pas_tokens: dict[str, np.ndarray],
-            dev: Device, calib: dict[str, dict[str, float]]) -> dict[str, float]:
-    """GPU-seconds of the study by part (simulate prefill, simulate decode, passive), and the worst batch memory."""
+            dev: Device, calib: dict[str, dict[str, float]],
+            reuse_tokens: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, float]:
+    """GPU-seconds of the study by part (simulate prefill, simulate decode, passive), and the worst batch memory.
+
+    With ``scenario.reuse``, ``reuse_tokens[family]`` = (speaker, passive)
+    tokens each prompt computes when its key's previous prompt is kept
+    (:func:`new_tokens_with_reuse`). The kept caches are followed through each
+    block like ``ChatLM``: after a generate (capture) batch every row's prompt
+    is kept; before each call the caches held (both agents' of the block's
+    episodes, at this model's KV bytes per token) leave ``memory - weights -
+    kept`` to the planner, and beyond half of ``memory - weights`` the largest
+    are dropped (``ChatLM.plan_batches``), so those rows compute their whole
+    prompt; a batch computes its rows' largest need in every row.
+    """
     out = {"prefill": 0.0, "decode": 0.0, "passive": 0.0, "worst_mem": 0.0, "n_batches": 0,
-           "real": 0, "padded": 0, "p_batches": 0}
+           "real": 0, "padded": 0, "p_batches": 0, "computed": 0, "p_real": 0, "p_computed": 0,
+           "worst_kept": 0, "worst_kept_p": 0, "evicted": 0, "evicted_p": 0, "kept_rows": 0, "rows": 0}
+    if scenario.reuse and (reuse_tokens is None or not scenario.sorted_batches):
+        raise ValueError("a prefix-reuse scenario needs reuse_tokens and sorted batches")
+    mult, p_mult = PAIRS_PER_ROLE * SEEDS, PAIRS_PER_ROLE * PASSIVE_SEEDS
     for key, name, family, stand_in in PAPER_MODELS:
         s = shape_of(name)
         k = calib.get(stand_in, {}) if calib.get(stand_in, {}).get("dtype") == scenario.dtype else {}
         k_pre = k.get("prefill", 1.0)
         k_dec = k.get("decode", 1.0) if k.get("grouped") == (scenario.grouped or s.n_heads == s.n_kv_heads) else 1.0
         genuine, passive = gen_tokens[family], pas_tokens[family]
-        budget = TokenBudget(s, storage_dtype(scenario.dtype), 10**15)
+        st = storage_dtype(scenario.dtype)
+        budget = TokenBudget(s, st, 10**15)
+        kv, wbytes = kv_bytes_per_token(s, st), weight_bytes(s, st)
+        total = dev.memory - wbytes  # what batches and kept caches share
+        g_new, p_new = reuse_tokens[family] if scenario.reuse else (None, None)
         for b0 in range(0, N_TASKS, BLOCK):
             rows = slice(b0, b0 + BLOCK)
+            n_rows = len(range(N_TASKS)[rows])
+            kept = np.zeros((2, n_rows), dtype=np.int64)  # tokens of each agent's kept prompt per episode
             for t in range(N_TURNS):  # one generate call per turn over the block's 50 episodes
-                for lens in batches_of(genuine[rows, t], scenario, s, dev, MAX_NEW):
-                    pre, dec = generate_time(s, len(lens), int(lens.max()), scenario.decode_tokens,
-                                             scenario.dtype, scenario.grouped, dev, k_pre, k_dec)
-                    out["prefill"] += PAIRS_PER_ROLE * SEEDS * pre
-                    out["decode"] += PAIRS_PER_ROLE * SEEDS * dec
-                    out["n_batches"] += PAIRS_PER_ROLE * SEEDS
-                    out["real"] += PAIRS_PER_ROLE * SEEDS * int(lens.sum())
-                    out["padded"] += PAIRS_PER_ROLE * SEEDS * len(lens) * int(lens.max())
-                    mem = weight_bytes(s, storage_dtype(scenario.dtype)) + budget.batch_bytes(lens.tolist(), MAX_NEW)
+                lens = genuine[rows, t]
+                if scenario.reuse:
+                    agent = t % 2
+                    out["evicted"] += mult * evict(kept, kv, total // 2)
+                    held = int(kept.sum()) * kv
+                    out["worst_kept"] = max(out["worst_kept"], held)
+                    need = np.where(kept[agent] > 0, g_new[rows, t], lens)
+                    out["kept_rows"] += mult * int((kept[agent] > 0).sum())
+                    out["rows"] += mult * n_rows
+                    plan = plan_batches(lens.tolist(), MAX_NEW, s, st, total - held, max_batch=BATCH)
+                    groups = [(lens[idx], int(need[idx].max())) for idx in plan]
+                else:
+                    held = 0
+                    groups = [(bl, None) for bl in batches_of(lens, scenario, s, dev, MAX_NEW)]
+                for bl, computed in groups:
+                    w = int(bl.max())
+                    pre, dec = generate_time(s, len(bl), w, scenario.decode_tokens, scenario.dtype, scenario.grouped,
+                                             dev, k_pre, k_dec, computed=computed)
+                    out["prefill"] += mult * pre
+                    out["decode"] += mult * dec
+                    out["n_batches"] += mult
+                    out["real"] += mult * int(bl.sum())
+                    out["padded"] += mult * len(bl) * w
+                    out["computed"] += mult * len(bl) * (w if computed is None else computed)
+                    mem = wbytes + held + budget.batch_bytes(bl.tolist(), MAX_NEW)
                     out["worst_mem"] = max(out["worst_mem"], mem)
+                if scenario.reuse:
+                    kept[t % 2] = lens  # every row keeps its prompt; all end after turn 15, the block clears
             for agent in (1, 2):  # passive: one capture call over an agent's 8 turns x 50 tasks, sorted (before too)
-                lens = passive[rows, agent - 1::2].ravel()
-                avail = dev.memory - weight_bytes(s, storage_dtype(scenario.dtype))
-                plan = plan_batches(lens.tolist(), 0, s, storage_dtype(scenario.dtype), avail, max_batch=BATCH)
-                for idx in plan:
-                    f, by = prefill_cost(s, len(idx), int(lens[idx].max()), scenario.dtype, lm_head=False)
-                    out["passive"] += PAIRS_PER_ROLE * PASSIVE_SEEDS * k_pre * forward_time(f, by, scenario.dtype, dev)
-                    out["p_batches"] += PAIRS_PER_ROLE * PASSIVE_SEEDS
+                if not scenario.reuse:
+                    lens = passive[rows, agent - 1::2].ravel()
+                    plan = plan_batches(lens.tolist(), 0, s, st, total, max_batch=BATCH)
+                    waves = [(lens, lens, plan, 0)]
+                else:  # capture with keys (task, seed): wave k = each episode's k-th reading, kept caches between
+                    waves = []
+                    kept_p = np.zeros((1, n_rows), dtype=np.int64)
+                    for t in range(agent - 1, N_TURNS, 2):
+                        lens = passive[rows, t]
+                        out["evicted_p"] += p_mult * evict(kept_p, kv, total // 2)
+                        held = int(kept_p.sum()) * kv
+                        out["worst_kept_p"] = max(out["worst_kept_p"], held)
+                        need = np.where(kept_p[0] > 0, p_new[rows, t], lens)
+                        waves.append((lens, need, plan_batches(lens.tolist(), 0, s, st, total - held, max_batch=BATCH),
+                                      held))
+                        kept_p[0] = lens
+                for lens, need, plan, held in waves:
+                    for idx in plan:
+                        w = int(lens[idx].max())
+                        if scenario.reuse:
+                            computed = int(need[idx].max())
+                            f, by = prefill_cost_reuse(s, len(idx), w, computed, scenario.dtype, lm_head=False)
+                        else:
+                            computed = w
+                            f, by = prefill_cost(s, len(idx), w, scenario.dtype, lm_head=False)
+                        out["passive"] += p_mult * k_pre * forward_time(f, by, scenario.dtype, dev)
+                        out["p_batches"] += p_mult
+                        out["p_real"] += p_mult * int(lens[idx].sum())
+                        out["p_computed"] += p_mult * len(idx) * computed
     return out
 
 
@@ -611,6 +760,19 @@ def main() -> None:
     print("speaker prompt tokens by turn ([INST] template; mean / max over tasks):")
     print("  " + "  ".join(f"t{t}:{g[:, t].mean():.0f}/{g[:, t].max()}" for t in range(N_TURNS)))
     print(f"passive prompt tokens: mean {pas_tokens['inst'].mean():.0f} vs speaker {g.mean():.0f}")
+    reuse_tokens = {fam: (new_tokens_with_reuse(chars.genuine, chars.genuine_common, gen_tokens[fam], fam),
+                          new_tokens_with_reuse(chars.passive, chars.passive_common, pas_tokens[fam], fam))
+                    for fam in PAPER_PATHS}
+    gn, pn = reuse_tokens["inst"]
+    print(f"with prefix reuse, tokens computed per prompt (the rest is the same agent's prompt of turn t-2, kept): "
+          f"the text after the common prefix / 4 + the template's closing tokens ({template_suffix_tokens('inst')} "
+          f"[INST], {template_suffix_tokens('llama3')} Llama-3.x) + {REUSE_BOUNDARY_TOKENS} boundary token; "
+          "turns 0-1 the whole prompt")
+    print("  speaker ([INST]; mean / max): " + "  ".join(f"t{t}:{gn[:, t].mean():.0f}/{gn[:, t].max()}"
+                                                          for t in range(N_TURNS)))
+    print(f"  turns 2-15: speaker {gn[:, 2:].mean():.0f} of {g[:, 2:].mean():.0f} tokens "
+          f"({gn[:, 2:].sum() / g[:, 2:].sum():.1%}), passive reader {pn[:, 2:].mean():.0f} of "
+          f"{pas_tokens['inst'][:, 2:].mean():.0f} ({pn[:, 2:].sum() / pas_tokens['inst'][:, 2:].sum():.1%})")
 
     # ---- 2. measurements
     names = [] if args.models == "none" else [n.strip() for n in args.models.split(",") if n.strip()]
@@ -657,6 +819,11 @@ def main() -> None:
           "(n - 1) decode steps")
     print("  f_kv = 3 (cache torch.cat read+write, attention read) grouped; 3 + 2 n_rep with repeated K/V "
           "(n_rep = H / H_kv; Llama-2 has n_rep 1)")
+    print("  prefix reuse: a batch of width p computes its last S columns, S = the most tokens any row needs after "
+          "its agent's kept prompt of turn t-2 (whole prompt at turns 0-1 or once evicted); FLOPs = b S (2 N + "
+          "4 (p - S/2) H d_h L) + LM head, bytes = weights + b (7 p - 2 S) kv; the kept prompts of the block's 50 "
+          "episodes x 2 agents (kv x their lengths) come off the planner's memory and are cut to half of it "
+          "(largest dropped, as ChatLM.plan_batches); passive: per reader and episode, 8 waves of 50 readings")
     for key, name, family, _ in PAPER_MODELS:
         s = shape_of(name)
         print(f"  {key:4s} {name:16s} L={s.n_layers} D={s.hidden_size} H={s.n_heads} H_kv={s.n_kv_heads} "
@@ -683,19 +850,45 @@ def main() -> None:
         Scenario(f"AFTER  float32, sorted, {args.after_decode} tokens, grouped K/V", "float32", True, args.after_decode, True),
         Scenario(f"AFTER  float32+TF32, sorted, {args.after_decode} tokens, grouped", "float32+tf32", True, args.after_decode, True),
         Scenario(f"AFTER  bfloat16, sorted, {args.after_decode} tokens, grouped K/V", "bfloat16", True, args.after_decode, True),
+        Scenario(f"AFTER  float32, sorted, {args.after_decode} tok, grouped + reuse", "float32", True,
+                 args.after_decode, True, reuse=True),
+        Scenario(f"AFTER  float32+TF32, sorted, {args.after_decode} tok, grouped + reuse", "float32+tf32", True,
+                 args.after_decode, True, reuse=True),
+        Scenario(f"AFTER  bfloat16, sorted, {args.after_decode} tok, grouped + reuse", "bfloat16", True,
+                 args.after_decode, True, reuse=True),
     ]
     results = {}
-    print(f"{'scenario (GPU-hours)':58s} {'prefill':>8s} {'decode':>8s} {'passive':>8s} {'total h':>8s}  "
-          "worst batch; generate batches, padding; passive batches")
+    print(f"{'scenario (GPU-hours)':58s} {'prefill':>8s} {'decode':>8s} {'passive':>8s} {'total h':>8s} "
+          f"{'ratio':>7s}  worst batch; generate batches, padding; passive batches")
+    before = None
     for sc in scenarios:
-        r = project(sc, gen_tokens, pas_tokens, dev, calib)
+        r = project(sc, gen_tokens, pas_tokens, dev, calib, reuse_tokens)
         results[sc.name] = r
         total = (r["prefill"] + r["decode"] + r["passive"]) / 3600
+        before = before or total
         flag = " > 80 GiB: would not run" if r["worst_mem"] > dev.memory + 2**30 else ""
         print(f"{sc.name:58s} {r['prefill'] / 3600:8.1f} {r['decode'] / 3600:8.1f} {r['passive'] / 3600:8.1f} "
-              f"{total:8.1f}  {r['worst_mem'] / 2**30:.0f} GiB{flag}; {r['n_batches']:,}, "
+              f"{total:8.1f} {before / total:6.2f}x  {r['worst_mem'] / 2**30:.0f} GiB{flag}; {r['n_batches']:,}, "
               f"{r['padded'] / r['real'] - 1:.1%} pad tokens; {r['p_batches']:,}")
-    before = sum(results[scenarios[0].name][k] for k in ("prefill", "decode", "passive")) / 3600
+    print("  (ratio = BEFORE total / this total; worst batch = weights + kept caches + the batch, memory_budget model)")
+    print("prefix reuse (GiB = 2^30 bytes; kept caches as the planner sees them, worst call of any model and block):")
+    for sc in scenarios:
+        r = results[sc.name]
+        if not sc.reuse:
+            continue
+        print(f"  {sc.name:58s} prompt tokens computed: simulate {r['computed'] / r['padded']:.1%} of the padded "
+              f"batches ({r['computed'] / r['real']:.1%} of the real tokens), passive {r['p_computed'] / r['p_real']:.1%}; "
+              f"kept caches worst {r['worst_kept'] / 2**30:.1f} GiB simulate, {r['worst_kept_p'] / 2**30:.1f} GiB "
+              f"passive; {r['kept_rows'] / r['rows']:.1%} of the generate rows found their cache; "
+              f"{r['evicted']:,} + {r['evicted_p']:,} caches dropped (simulate + passive)")
+    for key, name, family, _ in PAPER_MODELS:  # the worst case per model: the kept caches of a block at its last turn
+        s = shape_of(name)
+        g_tok = gen_tokens[family]
+        worst = max(int(g_tok[b0:b0 + BLOCK, N_TURNS - 2:].sum()) for b0 in range(0, N_TASKS, BLOCK))
+        print(f"  {key:4s} worst case, a block's 50 episodes x 2 agents' prompts of turns 14-15 kept (none dropped): "
+              + ", ".join(f"{dt} {worst * kv_bytes_per_token(s, dt) / 2**30:.1f} GiB "
+                          f"(limit half of {(dev.memory - weight_bytes(s, dt)) / 2**30:.0f})"
+                          for dt in ("float32", "bfloat16")))
 
     # sensitivity of the AFTER figures to the two softest assumptions
     sens = []
@@ -704,14 +897,16 @@ def main() -> None:
             d2 = Device(dev.flops, dev.bandwidth, ovh / 1e3, dev.memory)
             b_ = project(scenarios[0], gen_tokens, pas_tokens, d2, calib)
             row = []
-            for dt in ("float32", "bfloat16"):
-                a_ = project(Scenario("", dt, True, dec, True), gen_tokens, pas_tokens, d2, calib)
+            for dt, reuse in (("float32", False), ("bfloat16", False), ("bfloat16", True)):
+                a_ = project(Scenario("", dt, True, dec, True, reuse), gen_tokens, pas_tokens, d2, calib, reuse_tokens)
                 row.append(sum(b_[k] for k in ("prefill", "decode", "passive"))
                            / sum(a_[k] for k in ("prefill", "decode", "passive")))
             sens.append((dec, ovh, sum(b_[k] for k in ("prefill", "decode", "passive")) / 3600, *row))
-    print("sensitivity: AFTER decode tokens per batch x overhead per forward -> BEFORE h, ratio fp32, ratio bf16")
-    for dec, ovh, bh, r32, r16 in sens:
-        print(f"  {dec:4d} tokens, {ovh:4.0f} ms: BEFORE {bh:7.1f} h; BEFORE/AFTER float32 {r32:5.2f}x, bfloat16 {r16:5.2f}x")
+    print("sensitivity: AFTER decode tokens per batch x overhead per forward -> BEFORE h, ratio fp32, ratio bf16, "
+          "ratio bf16 + reuse")
+    for dec, ovh, bh, r32, r16, r16r in sens:
+        print(f"  {dec:4d} tokens, {ovh:4.0f} ms: BEFORE {bh:7.1f} h; BEFORE/AFTER float32 {r32:5.2f}x, bfloat16 {r16:5.2f}x, "
+              f"bfloat16 + reuse {r16r:5.2f}x")
 
     print("\n" + "=" * 100)
     print("SUMMARY: the paper study (6 models, 36 ordered pairs x 5 seeds x 450 tasks x 16 turns + passive re-read of "
@@ -730,6 +925,10 @@ def main() -> None:
          "200 in the sensitivity table)"),
         ("batches: BEFORE 25 in task order; AFTER sorted by length and sized by memory_budget.plan_batches "
          "(80 GiB H100); the passive capture was already sorted before this work, so it differs only in dtype"),
+        ("prefix reuse: a prompt computes what follows its agent's (reader's) prompt of turn t-2 (+ template close, "
+         f"+ {REUSE_BOUNDARY_TOKENS} boundary token), a batch its rows' most; kept caches of both agents of a block "
+         "at the model's own KV size (as in a same-model pair) share the GPU with one model's weights, cut to half "
+         "as ChatLM does; decode is unchanged"),
         ("H100 effective rates as printed (bf16/TF32 40% MFU, FP32 SGEMM 60% of 67 TFLOP/s, 2.5 TB/s); "
          f"{args.overhead_ms:g} ms fixed per forward (launches, generate loop, sampler)"),
         ("models M1/M3 projected with their own shapes (measured stand-in: Mistral-7B-v0.2), L3.2 with its own "
