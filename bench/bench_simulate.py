@@ -1,6 +1,6 @@
 """Benchmark: simulated turns per second, batched episodes vs one episode at a time.
 
-    python bench/bench_simulate.py                         # the default config's tiny models, CPU
+    python bench/bench_simulate.py                         # the smoke config's tiny models, CPU
     python bench/bench_simulate.py --tasks 12 --max-turns 16 --max-new-tokens 48
     python bench/bench_simulate.py --model1 /ckpt/Llama-3.2-3B-Instruct --device cuda --dtype bfloat16
 
@@ -14,8 +14,8 @@ captured, as in the pipeline):
 
 Sampling makes the two modes' dialogues differ (and so their lengths), so the
 figures are rates: utterance turns per second and generated tokens per second.
-Without ``--model1`` the default config's tiny Llama and Mistral models are built
-offline into ``--models-dir`` first (not timed).
+Without ``--model1`` the smoke config's first tiny Llama and first tiny Mistral
+(``config/smoke.yaml``) are built offline into ``--models-dir`` first (not timed).
 """
 
 from __future__ import annotations
@@ -40,10 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_models(models_dir: Path) -> tuple[str, str]:
-    """Build (once) the default config's first two tiny models; return their directories."""
-    specs = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
+    """Build (once) the smoke config's first tiny Llama and first tiny Mistral; return their directories."""
+    specs = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["models"]
+    picked = [next((k, s) for k, s in specs.items() if s["build"]["arch"] == arch) for arch in ("llama", "mistral")]
     paths = []
-    for key, spec in list(specs.items())[:2]:
+    for key, spec in picked:
         out = models_dir / key
         if not (out / "config.json").exists():
             build_from_spec(spec["build"], out)

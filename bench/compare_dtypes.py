@@ -3,8 +3,8 @@
     python bench/compare_dtypes.py                    # CPU: float32 vs bfloat16 (TF32 skipped)
     python bench/compare_dtypes.py --device cuda      # also float32 with TF32 matmuls
 
-The default config's first tiny Llama and first tiny Mistral
-(``config/config.yaml``, ``models.*.build``; random weights) are built offline
+The smoke config's first tiny Llama and first tiny Mistral
+(``config/smoke.yaml``, ``models.*.build``; random weights) are built offline
 into ``--models-dir``. The same prompts -- the demo tasks' intros followed by
 0..15 dialogue lines (lines of the tiny tokenizer's corpus, fixed), the
 speaker alternating as in an episode, rendered through each model's chat
@@ -46,8 +46,8 @@ PRESET = PromptPreset.from_config(None)
 
 
 def tiny_models(models_dir: Path) -> list[tuple[str, str]]:
-    """Build (once) the default config's first Llama and first Mistral tiny model; (key, directory) each."""
-    specs = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["models"]
+    """Build (once) the smoke config's first Llama and first Mistral tiny model; (key, directory) each."""
+    specs = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["models"]
     picked = [next((k, s) for k, s in specs.items() if s["build"]["arch"] == arch) for arch in ("llama", "mistral")]
     out = []
     for key, spec in picked:

@@ -1,12 +1,17 @@
 """CI: the default pipeline left every figure and table, and the judge scored every episode validly.
 
     python ci/check_demo_outputs.py        # from the repository root, after `snakemake -c 2`
+    python ci/check_demo_outputs.py --config config/smoke.yaml
+                                           # after `snakemake -c 2 --configfile config/smoke.yaml`
 
+--config names the config the run used (its models, conditions and analyses say which
+figures and tables to expect; default: config/config.yaml, the embedded default).
 Exits non-zero naming what is missing or wrong.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -17,8 +22,12 @@ from syncr2.report.figure_plan import planned_figures, planned_sensitivity
 from syncr2.social.judge_prompt import DIMENSIONS, RANGES
 
 
-def main() -> int:
-    cfg = yaml.safe_load(Path("config/config.yaml").read_text())
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--config", default="config/config.yaml", type=Path,
+                    help="the config file the checked run used (default: %(default)s)")
+    args = ap.parse_args(argv)
+    cfg = yaml.safe_load(args.config.read_text())
     models = list(cfg["models"])
     pairs = [f"{a}__{b}" for a in models for b in models]
     problems = []

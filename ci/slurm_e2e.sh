@@ -3,10 +3,13 @@
 #
 #   ci/slurm_e2e.sh [snakemake args...]        # e.g. ci/slurm_e2e.sh --config seeds=[0]
 #
+# It runs the smoke config (config/smoke.yaml: tiny random models, minutes on a CPU), not the
+# embedded default; the args come after its --configfile, so a --configfile among them wins.
+#
 # 1. starts Slurm (munge, MariaDB + slurmdbd, slurmctld, slurmd; partitions cpu and gpu, fake
 #    GPUs) with the shared ../shared/tools/slurm-local/up.sh, which apt-installs the packages
 #    if they are missing (needs root);
-# 2. runs `snakemake --profile slurm "$@"` from the repository root;
+# 2. runs `snakemake --profile slurm --configfile config/smoke.yaml "$@"` from the repository root;
 # 3. checks in sacct that every job COMPLETED, that GPU rules got partition gpu + gres/gpu=1
 #    and all other rules partition cpu without a GPU (ci/check_slurm_accounting.py);
 # 4. always stops the cluster again (down.sh), also on failure or Ctrl-C.
@@ -17,7 +20,10 @@
 #   SBATCH_ACCOUNT   account for the jobs          (default: $SLURM_CI_ACCOUNT or ci, made by up.sh)
 #   GPU_RULES        rules that must get a GPU     (default: simulate,read_passive,judge)
 #   SNAKEFILE_DIR    run another workflow: adds `--snakefile DIR/Snakefile --directory DIR`
-#                    (the profile is still ./slurm of this repository), e.g. a toy workflow
+#                    (the profile is still ./slurm of this repository), e.g. a toy workflow;
+#                    its own config then, no --configfile unless SLURM_E2E_CONFIGFILE is set
+#   SLURM_E2E_CONFIGFILE  the --configfile to run (default: <repo>/config/smoke.yaml;
+#                    set but empty: none, i.e. the workflow's embedded default)
 #   VENV             virtualenv to activate if snakemake is not on PATH (default: <repo>/.venv)
 #   SLURM_POLL_SECONDS  --slurm-init-seconds-before-status-checks for this test (default 2;
 #                    the profile's 10 s makes each wave of jobs wait longer on this tiny cluster)
@@ -77,7 +83,12 @@ say "starting Slurm (NGPU=$SLURM_CI_NGPU CPUS=$SLURM_CI_CPUS, state in $SLURM_CI
 bash "$SLURM_LOCAL_DIR/up.sh"
 say "cluster up"
 
-extra=(--slurm-init-seconds-before-status-checks "${SLURM_POLL_SECONDS:-2}")
+extra=()
+# the smoke config: --configfile takes every word up to the next option, so it goes first
+if [ -n "${SNAKEFILE_DIR:-}" ]; then default_configfile=""; else default_configfile=$REPO/config/smoke.yaml; fi
+CONFIGFILE=${SLURM_E2E_CONFIGFILE-$default_configfile}
+if [ -n "$CONFIGFILE" ]; then extra+=(--configfile "$CONFIGFILE"); fi
+extra+=(--slurm-init-seconds-before-status-checks "${SLURM_POLL_SECONDS:-2}")
 if [ -n "${SNAKEFILE_DIR:-}" ]; then
   d=$(cd "$SNAKEFILE_DIR" && pwd)
   extra+=(--snakefile "$d/Snakefile" --directory "$d")

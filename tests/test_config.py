@@ -18,14 +18,15 @@ from syncr2.synchrony.datasets import pair_turns
 REPO = Path(__file__).resolve().parents[1]
 
 
-def default_config():
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+def smoke_config():
+    """The smoke config (config/smoke.yaml): four tiny random models, the 12 demo tasks."""
+    return yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
 
 
-def test_default_and_paper_configs_pass_schema_and_checks():
+def test_smoke_and_paper_configs_pass_schema_and_checks():
     from snakemake.utils import validate
 
-    for name, n_tasks in (("config.yaml", 12), ("paper.yaml", 450)):
+    for name, n_tasks in (("smoke.yaml", 12), ("paper.yaml", 450)):
         cfg = yaml.safe_load((REPO / "config" / name).read_text())
         validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
         if name == "paper.yaml":  # the user's server (test_paper_judge_needs_the_users_server)
@@ -35,30 +36,45 @@ def test_default_and_paper_configs_pass_schema_and_checks():
     assert len(ordered_pairs(paper)) == 36
 
 
+def test_embedded_default_config_loads_and_passes_the_schema():
+    """config/config.yaml, the Snakefile's embedded default: whatever its models, it is a valid config."""
+    from snakemake.utils import validate
+
+    from syncr2.simulation.tasks import count_selected_tasks
+
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert isinstance(cfg, dict) and cfg.get("models")
+    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    tasks = cfg["tasks"]
+    if tasks["source"] == "demo":  # its task count, as the workflow counts it (other sources need data)
+        n_tasks = count_selected_tasks(tasks["source"], tasks.get("path"), tasks.get("ids"), tasks.get("limit"))
+        check_config(cfg, n_tasks)
+
+
 def test_schema_rejects_unknown_keys_and_bad_conditions():
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
-    cfg = default_config()
+    cfg = smoke_config()
     cfg["r2"]["sise"] = 5
     with pytest.raises(WorkflowError, match="sise"):
         validate(cfg, schema)
-    cfg = default_config()
+    cfg = smoke_config()
     cfg["conditions"] = ["experimental", "lag0"]
     with pytest.raises(WorkflowError, match="lag0"):
         validate(cfg, schema)
 
 
 def test_undefined_model_key():
-    cfg = default_config()
+    cfg = smoke_config()
     cfg["pairs"] = [["tiny-llama", "tiny-gpt"]]
     with pytest.raises(ConfigError, match="model key 'tiny-gpt' is not defined under 'models'"):
         check_config(cfg, 12)
 
 
 def test_lag_too_long_for_turn_cap():
-    cfg = default_config()
+    cfg = smoke_config()
     cfg["generation"]["max_turns"] = 6
     with pytest.raises(ConfigError, match="lag2 with direction BtoA needs episodes of at least 7 turns") as err:
         check_config(cfg, 12)
@@ -66,7 +82,7 @@ def test_lag_too_long_for_turn_cap():
 
 
 def test_sample_size_too_large_says_what_fits():
-    cfg = default_config()
+    cfg = smoke_config()
     cfg["seeds"] = [0, 1]
     cfg["r2"]["size"] = 500
     with pytest.raises(ConfigError, match=r"r2.size is 500 but lag2 BtoA can give at most 120 samples \(12 tasks x 2 seeds x 5"):
@@ -131,12 +147,12 @@ def test_cli_strings_are_typed_by_the_schema():
 
 
 def test_demo_ability_scores_are_the_models_true_parameter_counts(tmp_path):
-    """The demo's Table 1 control is each tiny model's parameter count in millions, not a made-up number."""
+    """The smoke config's Table 1 control is each tiny model's parameter count in millions, not a made-up number."""
     from transformers import AutoModelForCausalLM
 
     from syncr2.simulation.tiny_models import build_from_spec
 
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = smoke_config()
     for key, spec in cfg["models"].items():
         model = AutoModelForCausalLM.from_pretrained(build_from_spec(spec["build"], tmp_path / key))
         assert cfg["abilities"]["params_m"][key] == sum(p.numel() for p in model.parameters()) / 1e6, key
@@ -165,6 +181,6 @@ def test_judge_settings_split_results_from_runtime():
     assert result["model"] == "openai/gpt-oss-120b" and result["style"] == "authors"
     cfg["judge"]["openai_http"].update(base_url="http://b:2/v1", timeout_s=5, max_retries=0)
     assert canonical_json(judge_settings(cfg)[0]) == canonical_json(result)
-    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    result, runtime = judge_settings(demo, "results/judge/model")
+    smoke = smoke_config()  # its judge: a local one, built from a tiny spec
+    result, runtime = judge_settings(smoke, "results/judge/model")
     assert result["path"] == "results/judge/model" and "build" not in result and runtime == {"device": "auto"}

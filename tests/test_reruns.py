@@ -1,8 +1,9 @@
 """The rerun contract on a real finished run: what must not rerun, what must, and what a user sees.
 
-One reduced demo (one ordered pair, one seed, six tasks, two conditions) runs for real
-once per session; every test works on its own copy (mtimes and Snakemake's metadata
-kept), so a dry run there answers exactly as it would in the user's checkout.
+One reduced smoke run (config/smoke.yaml, tiny random models, cut to one ordered pair,
+one seed, six tasks, two conditions) runs for real once per session; every test works on
+its own copy (mtimes and Snakemake's metadata kept), so a dry run there answers exactly
+as it would in the user's checkout.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ PAIR = "tiny-llama__tiny-mistral"
 
 
 def reduced_config() -> dict:
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    """The smoke config, reduced; every run and dry run here passes it with --configfile (which
+    replaces the embedded default config/config.yaml, so its models never matter here)."""
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
     cfg["pairs"] = [["tiny-llama", "tiny-mistral"]]
     cfg["seeds"] = [0]
     cfg["tasks"].update(limit=6, block_size=6)
@@ -59,7 +62,7 @@ def snakemake_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    """A real, finished reduced demo run."""
+    """A real, finished reduced smoke run."""
     work = tmp_path_factory.mktemp("finished")
     for name in ("Snakefile", "workflow", "profiles", "config"):
         (work / name).symlink_to(REPO / name)

@@ -4,6 +4,10 @@ Each test runs `snakemake -n` in a scratch directory holding links to the reposi
 Snakefile, workflow/, profiles/ and config/, so nothing here touches the checkout's results.
 Finished work is faked by creating each output file with an mtime that increases along
 the DAG (upstream older than downstream), which is what Snakemake's up-to-date check reads.
+
+Every dry run here is of the smoke config (config/smoke.yaml, tiny random models), passed
+explicitly with `--configfile`, which replaces the embedded default (config/config.yaml):
+the job counts below follow from the smoke config's keys, never from the default's models.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SHARED_SOTOPIA = REPO.parent / "shared" / "sotopia"
 
-DEMO = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+SMOKE_FILE = REPO / "config" / "smoke.yaml"
+#: `--configfile` of every dry run of the smoke config; last on a command line, since
+#: --configfile takes every following word that is not an option (a target, too).
+SMOKE_ARGS = ("--configfile", str(SMOKE_FILE))
+DEMO = yaml.safe_load(SMOKE_FILE.read_text())  # the smoke config: four tiny random models, 12 demo tasks
 MODELS = list(DEMO["models"])
 PAIRS = [f"{a}__{b}" for a in MODELS for b in MODELS]  # pairs: all_ordered
 SEEDS = DEMO["seeds"]
@@ -155,8 +163,8 @@ def rule_counts(jobs) -> Counter:
     return Counter(rule for rule, _ in jobs)
 
 
-def test_default_dag_from_scratch(workdir):
-    jobs = dry_run(workdir)
+def test_smoke_dag_from_scratch(workdir):
+    jobs = dry_run(workdir, *SMOKE_ARGS)
     n_runs = len(PAIRS) * len(SEEDS) * len(BLOCKS)
     assert rule_counts(jobs) == Counter({
         "tasks": 1, "build_tiny_model": len(MODELS), "build_judge_model": 1, "simulate": n_runs,
@@ -177,7 +185,7 @@ def test_one_sensitivity_analysis_runs_alone_through_its_target(workdir):
     fake(workdir, [genuine_outputs(), *downstream_outputs()])
     for path in [*(workdir / "results" / "r2_size").rglob("*.parquet"), workdir / "results/sensitivity/sample_size.parquet"]:
         path.unlink()  # finished results of a study that had not run the analysis yet
-    jobs = dry_run(workdir, "results/sensitivity/sample_size.parquet")
+    jobs = dry_run(workdir, "results/sensitivity/sample_size.parquet", *SMOKE_ARGS)
     assert rule_counts(jobs) == Counter({"r2_table": len(SIZES) * len(PAIRS) * len(DIRECTIONS),
                                          "sensitivity_analysis": 1})
     sized = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
@@ -187,25 +195,26 @@ def test_one_sensitivity_analysis_runs_alone_through_its_target(workdir):
 
 def test_sensitivity_tables_are_the_r2_rule_with_another_size_or_grouping(workdir):
     proc = snakemake_n(workdir, "--printshellcmds", "results/r2_size/40/tiny-llama__tiny-mistral/experimental/AtoB.parquet",
-                       "results/r2_persona/tiny-llama__tiny-mistral/experimental/BtoA.parquet")
+                       "results/r2_persona/tiny-llama__tiny-mistral/experimental/BtoA.parquet", *SMOKE_ARGS)
     assert proc.returncode == 0, proc.stderr[-2000:]
     shells = [b for rule, b in job_blocks(proc.stdout) if rule == "r2_table"]
     sized = next(b for b in shells if "r2_size/40" in b)
     persona = next(b for b in shells if "r2_persona" in b)
     assert "--size 40 " in sized and "--insufficient-ok" in sized and "--groups" not in sized
     assert f"--size {DEMO['r2']['size']} " in persona and "--groups persona --tasks results/tasks.parquet" in persona
-    main = snakemake_n(workdir, "--printshellcmds", "results/r2/tiny-llama__tiny-mistral/experimental/AtoB.parquet")
+    main = snakemake_n(workdir, "--printshellcmds", "results/r2/tiny-llama__tiny-mistral/experimental/AtoB.parquet",
+                       *SMOKE_ARGS)
     assert "--insufficient-ok" not in main.stdout and "--groups" not in main.stdout
 
 
 def test_complete_results_need_nothing(workdir):
     fake(workdir, [genuine_outputs(), *downstream_outputs()])
-    assert dry_run(workdir) == []
+    assert dry_run(workdir, *SMOKE_ARGS) == []
 
 
 def test_forcerun_read_passive_reruns_only_the_passive_condition(workdir):
     fake(workdir, [genuine_outputs(), *downstream_outputs()])
-    jobs = dry_run(workdir, "--forcerun", "read_passive")
+    jobs = dry_run(workdir, "--forcerun", "read_passive", *SMOKE_ARGS)
     counts = rule_counts(jobs)
     assert "simulate" not in counts and "build_tiny_model" not in counts and "tasks" not in counts
     assert counts["read_passive"] == len(PAIRS) * len(SEEDS) * len(BLOCKS)
@@ -219,7 +228,7 @@ def test_forcerun_read_passive_reruns_only_the_passive_condition(workdir):
 
 def test_config_passive_only_never_resimulates(workdir):
     fake(workdir, [genuine_outputs()])  # the genuine simulations exist, nothing else
-    jobs = dry_run(workdir, "--config", 'conditions=["passive"]')
+    jobs = dry_run(workdir, "--config", 'conditions=["passive"]', *SMOKE_ARGS)
     counts = rule_counts(jobs)
     assert "simulate" not in counts and "build_tiny_model" not in counts
     assert counts["read_passive"] == len(PAIRS) * len(SEEDS) * len(BLOCKS)
@@ -231,7 +240,7 @@ def test_new_lag_alone_through_its_summary_target(workdir):
     """A new lag on finished results: its summary target runs only that lag's R2 tables."""
     fake(workdir, [genuine_outputs(), *downstream_outputs()])
     jobs = dry_run(workdir, "results/summary/synchrony_lag3.parquet",
-                   "--config", 'conditions=["experimental","passive","lag1","lag2","lag3"]')
+                   "--config", 'conditions=["experimental","passive","lag1","lag2","lag3"]', *SMOKE_ARGS)
     counts = rule_counts(jobs)
     assert counts == Counter({"check_sizes": 1, "r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
     assert [o for rule, outs in jobs if rule == "check_sizes" for o in outs] == [
@@ -241,7 +250,7 @@ def test_new_lag_alone_through_its_summary_target(workdir):
 
 
 def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
-    proc = snakemake_n(workdir, "--printshellcmds", "--verbose")
+    proc = snakemake_n(workdir, "--printshellcmds", "--verbose", *SMOKE_ARGS)
     assert proc.returncode == 0, proc.stderr[-2000:]
     seen = set()
     for rule, block in job_blocks(proc.stdout + proc.stderr):
@@ -259,17 +268,17 @@ def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
 
 
 def test_bad_config_fails_before_any_job(workdir):
-    out = dry_run_fails(workdir, "--config", "pairs=[[tiny-llama, tiny-gpt]]")
+    out = dry_run_fails(workdir, "--config", "pairs=[[tiny-llama, tiny-gpt]]", *SMOKE_ARGS)
     assert "model key 'tiny-gpt' is not defined" in out
-    out = dry_run_fails(workdir, "--config", 'conditions=["lag9"]')
+    out = dry_run_fails(workdir, "--config", 'conditions=["lag9"]', *SMOKE_ARGS)
     assert "lag9" in out and "max_turns" in out
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg = yaml.safe_load(SMOKE_FILE.read_text())
     cfg["r2"]["size"] = 100000
     (workdir / "big.yaml").write_text(yaml.safe_dump(cfg))
     out = dry_run_fails(workdir, "--configfile", str(workdir / "big.yaml"))
     assert "r2.size is 100000" in out and "lower r2.size" in out
     out = dry_run_fails(workdir, "--config", 'analysis={"surrogate": {"pairs": ["tiny-llama__tiny-gpt"], '
-                        '"modes": ["pseudo_seed"]}}')
+                        '"modes": ["pseudo_seed"]}}', *SMOKE_ARGS)
     assert "tiny-llama__tiny-gpt is not an ordered pair m1__m2 of the models defined" in out
     assert "pseudo_seed" in out and "add seeds" in out
 
@@ -301,7 +310,7 @@ def test_paper_config_lists_the_full_job_set(workdir):
     assert "gpu=1" in mlp and "slurm_partition=gpu" in mlp  # analysis.nonlinear.device cuda: a GPU job
 
 
-# --- The README's commands, run exactly as written (with -n added) ----------------------------
+# --- The README's commands, run as written (with -n and the smoke config's --configfile added) ----
 
 README = (REPO / "README.md").read_text()
 README_LAG2 = "snakemake -c 2 results/summary/synchrony_lag2.parquet --forcerun r2_table"
@@ -322,7 +331,7 @@ def readme_args(command: str) -> list[str]:
 
 def test_readme_lag2_command_reruns_only_lag2_tables(workdir):
     fake(workdir, [genuine_outputs(), *downstream_outputs()])
-    jobs = dry_run(workdir, *readme_args(README_LAG2))
+    jobs = dry_run(workdir, *readme_args(README_LAG2), *SMOKE_ARGS)
     assert rule_counts(jobs) == Counter({"r2_table": len(PAIRS) * len(DIRECTIONS), "synchrony_condition": 1})
     r2 = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
     assert r2 == sorted(f"results/r2/{p}/lag2/{d}.parquet" for p in PAIRS for d in DIRECTIONS)
@@ -330,7 +339,7 @@ def test_readme_lag2_command_reruns_only_lag2_tables(workdir):
 
 def test_readme_new_lag_command(workdir):
     fake(workdir, [genuine_outputs(), *downstream_outputs()])
-    jobs = dry_run(workdir, *readme_args(README_LAG3))
+    jobs = dry_run(workdir, *readme_args(README_LAG3), *SMOKE_ARGS)
     assert rule_counts(jobs) == Counter({"check_sizes": 1, "r2_table": len(PAIRS) * len(DIRECTIONS),
                                          "synchrony_condition": 1})
 
@@ -338,7 +347,7 @@ def test_readme_new_lag_command(workdir):
 def test_readme_single_condition_command_declares_no_figure_of_other_conditions(workdir):
     """The figures job of a passive-only study may only remove files it declares: none of the others'."""
     fake(workdir, [genuine_outputs()])
-    jobs = dry_run(workdir, *readme_args(README_PASSIVE_ONLY))
+    jobs = dry_run(workdir, *readme_args(README_PASSIVE_ONLY), *SMOKE_ARGS)
     figure_jobs = [outs for rule, outs in jobs if rule == "figures"]
     assert len(figure_jobs) == 1
     assert sorted(figure_jobs[0]) == sorted(f"reports/tables/synchrony.{e}" for e in ("html", "csv", "md"))
@@ -346,12 +355,12 @@ def test_readme_single_condition_command_declares_no_figure_of_other_conditions(
 
 
 def test_nested_config_numbers_are_accepted(workdir):
-    jobs = dry_run(workdir, "--config", "seeds=[0]", 'r2={"size": 30}')
+    jobs = dry_run(workdir, "--config", "seeds=[0]", 'r2={"size": 30}', *SMOKE_ARGS)
     counts = rule_counts(jobs)
     assert counts["simulate"] == len(PAIRS) * 1 * len(BLOCKS)
-    proc = snakemake_n(workdir, "--config", "seeds=[0]", 'r2={"size": 30}', "--printshellcmds")
+    proc = snakemake_n(workdir, "--config", "seeds=[0]", 'r2={"size": 30}', "--printshellcmds", *SMOKE_ARGS)
     assert "--size 30 " in proc.stdout and "--test-fraction 0.2 " in proc.stdout
-    out = dry_run_fails(workdir, "--config", "seeds=[zero]")
+    out = dry_run_fails(workdir, "--config", "seeds=[zero]", *SMOKE_ARGS)
     assert "seeds" in out and "'zero' is not of type 'integer'" in out
 
 
@@ -373,7 +382,7 @@ def test_paper_config_requires_the_users_sotopia_directory(workdir):
 
 
 def test_snakemake_ends_without_the_litellm_warning(workdir):
-    proc = snakemake_n(workdir)
+    proc = snakemake_n(workdir, *SMOKE_ARGS)
     assert proc.returncode == 0
     assert "never awaited" not in proc.stderr + proc.stdout
 
