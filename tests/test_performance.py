@@ -298,7 +298,7 @@ def test_errors(frame):
 
 
 def test_from_parsed_replies_and_write(tmp_path):
-    """The eval table the parser writes feeds the performance table (nullable Int64 scores included)."""
+    """The eval table the parser writes feeds the performance table (nullable Float64 scores included)."""
     def content(v1, v2):
         return json.dumps({"agent_1_evaluation": {d: ["r", v1(d)] for d in DIMENSIONS},
                            "agent_2_evaluation": {d: ["r", v2(d)] for d in DIMENSIONS}})
@@ -322,3 +322,33 @@ def test_from_parsed_replies_and_write(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["performance.parquet"]
     with pytest.raises(ValueError, match="without column"):
         write_performance(table.drop(columns="goal"), tmp_path / "x.parquet")
+
+
+def test_float_scores_flow_into_the_authors_sum():
+    """A non-integer score the authors rule kept is summed as the authors' ``d1_sum += v[1]`` did."""
+    top = full()  # 40
+    assert agent_overall({**top, "knowledge": 7.5}, "authors") == pytest.approx(37.5 / 7)
+    assert agent_overall({**top, "knowledge": 7.5}, "strict") is None
+    assert agent_overall({**top, "overall_score": np.float64(-2.5)}, "authors") == pytest.approx(37.5 / 7)
+    assert agent_goal({**top, "goal": 6.5}, "authors") == 6.5 and agent_goal({**top, "goal": 6.5}, "strict") is None
+    assert agent_overall({**top, "goal": float("nan")}, "authors") is None  # a NaN goal is no goal
+    fams = {"A": "X", "B": "X"}
+    bottom = full(lambda d: RANGES[d][0])  # -30
+    for dtype in ("Float64", "float64", "object"):
+        frame = pd.DataFrame(one_episode({**top, "knowledge": 7.5}, {**bottom, "overall_score": 0.25}))
+        frame["score"] = frame["score"].astype(dtype)
+        authors = performance_table(frame, fams, "authors").set_index("level").loc["ordered"]
+        assert authors.overall_agent1 == pytest.approx(37.5 / 7) and authors.overall_agent2 == pytest.approx(-29.75 / 7)
+        assert (authors.n_valid, authors.n_invalid) == (1, 0)
+        strict = performance_table(frame, fams, "strict").set_index("level").loc["ordered"]
+        assert (strict.n_valid, strict.n_invalid) == (0, 1)  # 7.5 is no integer
+    # integral scores read the same from a legacy Int64 table and from the parser's Float64 one
+    legacy = pd.DataFrame(one_episode(top, bottom))
+    legacy["score"] = legacy["score"].astype("Int64")
+    current = legacy.assign(score=legacy["score"].astype("Float64"))
+    for policy in ("authors", "strict"):
+        pd.testing.assert_frame_equal(episode_scores(legacy, policy), episode_scores(current, policy))
+    # under strict, an episode the parser flagged not_integer is refused even when its value is integral (7.0)
+    flagged = current.assign(flags="not_integer:agent1:goal")
+    assert episode_scores(flagged, "strict").valid.tolist() == [False]
+    assert episode_scores(flagged, "authors").valid.tolist() == [True]

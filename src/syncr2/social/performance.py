@@ -1,4 +1,5 @@
-"""Social performance from the judge's scores (ANALYSES.md section 2; ARCHITECTURE.md stage 8).
+"""Social performance from the judge's scores (docs/analyses.md, "Social performance";
+docs/architecture.md, "Data contracts").
 
 Per agent per task-seed: the sum of its scores / 7 (Sotopia's overall
 score); per task: the mean over its valid seeds; per ordered pair and agent:
@@ -9,14 +10,18 @@ of its two agents. The same for ``goal`` alone. An unordered pair is scored
 
 Two policies decide what a task-seed's scores mean:
 
-- ``authors`` (their ``get_scores``): every key an agent's dict holds is
-  summed, extra keys included, then divided by 7; a key that is missing or
-  not an integer adds 0; a task-seed whose ``goal`` is missing for either
-  agent is dropped for both; ranges are not checked. A reply the parse rule
-  marked invalid (their ``eval`` failed) is dropped.
+- ``authors`` (their ``get_scores``): every score an agent's dict holds is
+  summed as the number it is (a float the ``authors`` parse rule kept adds
+  its value, as their ``d1_sum += v[1]`` did), extra keys included, then
+  divided by 7; a missing key adds 0; a task-seed whose ``goal`` is missing
+  for either agent is dropped for both; ranges are not checked. A reply the
+  parse rule marked invalid (their ``eval`` failed, or their ``get_scores``
+  would have raised) is dropped.
 - ``strict``: both agents must have all 7 dimensions as integers in
   sotopia's ranges, else the task-seed is invalid; extra keys are not summed
-  (the parser flags them).
+  (the parser flags them). The eval table stores scores as floats, so an
+  episode whose ``flags`` (where the table has them) say ``not_integer`` is
+  invalid too: a judge's 7.0 is no integer.
 
 Dropped task-seeds are counted per ordered pair (``n_invalid``), never
 averaged in silently.
@@ -59,18 +64,39 @@ def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def agent_overall(scores_by_dim: Mapping[str, int | None], policy: str) -> float | None:
+def _is_number(value: object) -> bool:
+    """A score the ``authors`` policy sums: an integer or a float that is not NaN (a bool is not one)."""
+    if _is_int(value):
+        return True
+    return isinstance(value, (float, np.floating)) and not math.isnan(value)
+
+
+def _number(value: object) -> int | float:
+    """A score as a Python int or float."""
+    return int(value) if _is_int(value) else float(value)  # type: ignore[arg-type]
+
+
+def _from_table(score: object) -> int | float | None:
+    """A score of the eval table (nullable, float or integer dtype): None, an int when integral, else a float."""
+    if pd.isna(score):
+        return None
+    value = float(score)  # type: ignore[arg-type]
+    return int(value) if value.is_integer() else value
+
+
+def agent_overall(scores_by_dim: Mapping[str, int | float | None], policy: str) -> float | None:
     """One agent's overall score of one task-seed under ``policy``; None when the policy rejects it.
 
-    ``authors``: None without an integer ``goal``; else the sum of every
-    integer score present (extra keys included) / 7. ``strict``: None unless
-    all 7 dimensions are integers in range; else their sum / 7.
+    ``authors``: None without a numeric ``goal``; else the sum of every
+    numeric score present, floats included (extra keys included) / 7.
+    ``strict``: None unless all 7 dimensions are integers in range; else
+    their sum / 7.
     """
     _check_policy(policy)
     if policy == "authors":
-        if not _is_int(scores_by_dim.get("goal")):
+        if not _is_number(scores_by_dim.get("goal")):
             return None
-        return sum(int(v) for v in scores_by_dim.values() if _is_int(v)) / len(DIMENSIONS)
+        return sum(_number(v) for v in scores_by_dim.values() if _is_number(v)) / len(DIMENSIONS)
     total = 0
     for name, (low, high) in RANGES.items():
         value = scores_by_dim.get(name)
@@ -80,18 +106,19 @@ def agent_overall(scores_by_dim: Mapping[str, int | None], policy: str) -> float
     return total / len(DIMENSIONS)
 
 
-def agent_goal(scores_by_dim: Mapping[str, int | None], policy: str) -> float | None:
+def agent_goal(scores_by_dim: Mapping[str, int | float | None], policy: str) -> float | None:
     """One agent's goal score of one task-seed; None wherever :func:`agent_overall` is None."""
     if agent_overall(scores_by_dim, policy) is None:
         return None
-    return float(int(scores_by_dim["goal"]))  # type: ignore[arg-type]
+    return float(scores_by_dim["goal"])  # type: ignore[arg-type]
 
 
 def episode_scores(eval_frame: pd.DataFrame, policy: str) -> pd.DataFrame:
     """One row per episode (model1, model2, seed, task_id): ``valid``, ``overall_agent{1,2}``, ``goal_agent{1,2}``.
 
     An episode is valid when its parse status is "valid" and the policy
-    accepts both agents' scores; its scores are NaN otherwise.
+    accepts both agents' scores (under ``strict``, also when the table has
+    ``flags`` and they hold no ``not_integer``); its scores are NaN otherwise.
     """
     _check_policy(policy)
     missing = [c for c in _NEEDED if c not in eval_frame.columns]
@@ -109,18 +136,23 @@ def episode_scores(eval_frame: pd.DataFrame, policy: str) -> pd.DataFrame:
         )
     episodes: dict[tuple, dict] = {}
     cols = _EPISODE_KEYS + ["agent", "dimension", "score", "status"]
-    for m1, m2, seed, task, agent, dim, score, status in eval_frame[cols].itertuples(index=False, name=None):
+    flags = eval_frame["flags"] if "flags" in eval_frame.columns else pd.Series("", index=eval_frame.index)
+    rows_in = zip(eval_frame[cols].itertuples(index=False, name=None), flags.fillna("").astype(str))
+    for (m1, m2, seed, task, agent, dim, score, status), flag in rows_in:
         key = (m1, m2, int(seed), int(task))
-        ep = episodes.setdefault(key, {"status": status, 1: {}, 2: {}})
+        ep = episodes.setdefault(key, {"status": status, "not_integer": False, 1: {}, 2: {}})
         if ep["status"] != status:
             raise ValueError(f"eval table: episode {key} has rows with status {ep['status']!r} and {status!r}")
         if int(agent) not in (1, 2):
             raise ValueError(f"eval table: episode {key} has agent {agent!r}")
-        ep[int(agent)][str(dim)] = None if pd.isna(score) else int(score)
+        ep[int(agent)][str(dim)] = _from_table(score)
+        ep["not_integer"] = ep["not_integer"] or "not_integer:" in flag
     rows = []
     for (m1, m2, seed, task), ep in episodes.items():
         overall = [agent_overall(ep[a], policy) for a in (1, 2)]
         valid = ep["status"] == "valid" and all(o is not None for o in overall)
+        if policy == "strict" and ep["not_integer"]:
+            valid = False
         goal = [agent_goal(ep[a], policy) for a in (1, 2)] if valid else [None, None]
         nan = float("nan")
         rows.append({

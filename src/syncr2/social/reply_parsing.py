@@ -1,13 +1,26 @@
 """Parsing the judge's reply into per-agent, per-dimension scores, recording every anomaly.
 
-Two rules. ``authors`` (PROTOCOL.md section 10): the authors' text munging
+Two rules (docs/analyses.md, "Parse rules"). ``authors``: the authors' text munging
 (code fences removed, 'Score":' -> 'Score",', newlines and double spaces
 removed, ']]}' -> ']}'), then ``json.loads``, falling back to
-``ast.literal_eval`` (never ``eval``); a reply is usable when it has both
-agents' dicts, whatever their keys (the aggregation policy decides what a
-missing or odd dimension means). The authors evaluated with Python ``eval``,
-which rejects JSON's ``true``/``false``/``null``: such a reply was missing for
-them, so here it is flagged ``json_literals`` and invalid. ``strict``: the
+``ast.literal_eval`` (never ``eval``). It then does what the authors' code
+did with the result: they stored it with ``json.dump`` (a Python literal is
+round-tripped the same way here; one that cannot be stored, e.g. a complex
+number or a set, is flagged ``not_storable`` and invalid) and scored it with
+their ``get_scores``, which takes ``v[1]`` of every key of both agents' dicts
+and adds it to a sum starting at 0, dropping the whole task-seed when that
+raises. So under ``authors`` a reply is valid when it has both agents' dicts
+and every value of every key (extra keys included) is a list of at least 2
+items whose second is a number: an integer, a float (kept as a float, summed
+as theirs) or a Python ``True``/``False`` (counted as 1/0, as their sum did);
+any other value (a string "7", None, a nested list, a dict, a bare number, a
+1-item list, and the ``["...", "Score", 8]`` their 'Score":' repair makes of
+``["...", "Score": 8]``) is flagged ``unscorable`` and makes the reply invalid.
+A missing dimension is left to the aggregation policy (their missing key adds
+0; a missing ``goal`` drops the task-seed). The authors evaluated with Python
+``eval``, which rejects JSON's ``true``/``false``/``null`` and
+``NaN``/``Infinity``: such a reply was missing for them, so here it is
+flagged ``json_literals`` and invalid. ``strict``: the
 reply (one surrounding code fence allowed) must be JSON whose agents each
 hold all 7 dimensions as ``[string, integer]`` with the integer in sotopia's
 range, validated by a pydantic model; extra keys are flagged, not fatal.
@@ -19,8 +32,9 @@ dropped silently. Flags: ``null_content``, ``empty_content``, ``truncated``
 ``missing_agent:agent2``, ``bad_agent:agent1`` (not an object),
 ``extra_keys:top:k``, and per agent ``missing_dims:agent1:goal,secret``,
 ``extra_keys:agent1:k``, ``bad_shape:agent1:goal`` (not a 2-item list),
-``not_integer:agent1:goal``, ``not_string:agent1:goal`` (reasoning) and
-``out_of_range:agent1:goal``.
+``not_integer:agent1:goal``, ``not_string:agent1:goal`` (reasoning),
+``out_of_range:agent1:goal`` and, under ``authors`` only, ``not_storable`` and
+``unscorable:agent1:goal``.
 """
 
 from __future__ import annotations
@@ -60,8 +74,10 @@ EPISODE_META_KEYS = (
     "prompt_tokens", "completion_tokens", "prompt_sha256", "backend", "params_json", "style", "parse_rule",
     "attempts",
 )
+# Scores are nullable floats: the ``authors`` rule keeps a judge's non-integer score, as the authors' sum did
+# (under ``strict`` every valid score is an integer).
 EVAL_DTYPES = {
-    "seed": "int64", "task_id": "int64", "agent": "int64", "in_schema": "bool", "score": "Int64",
+    "seed": "int64", "task_id": "int64", "agent": "int64", "in_schema": "bool", "score": "Float64",
     "prompt_tokens": "Int64", "completion_tokens": "Int64", "attempts": "int64",
 }
 
@@ -71,13 +87,14 @@ class ParsedReply:
     """One judge reply, parsed: status, every anomaly as a flag, scores and reasoning per agent (1, 2).
 
     ``scores[a]`` holds all 7 dimensions (None where missing or not an
-    integer) and then any extra key the reply had, in reply order;
-    ``reasoning[a]`` the reasoning text of every key that had one.
+    integer; under ``authors`` a float is kept and a bool counts 1 or 0, as
+    the authors' sum did) and then any extra key the reply had, in reply
+    order; ``reasoning[a]`` the reasoning text of every key that had one.
     """
 
     status: str
     flags: tuple[str, ...] = ()
-    scores: dict[int, dict[str, int | None]] = field(default_factory=dict)
+    scores: dict[int, dict[str, int | float | None]] = field(default_factory=dict)
     reasoning: dict[int, dict[str, str]] = field(default_factory=dict)
     error: str = ""
 
@@ -131,13 +148,24 @@ def _decode(text: str, rule: str) -> tuple[Any, list[str], str]:
     """(object or None, flags, error) of a reply's text under ``rule``."""
     if rule == "authors":
         text = authors_munge(text)
+        constants: list[str] = []  # NaN, Infinity, -Infinity: JSON reads them, Python's eval does not
+
+        def constant(name: str) -> float:
+            constants.append(name)
+            return float(name)
+
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, parse_constant=constant)
         except json.JSONDecodeError as json_exc:
             try:
-                return ast.literal_eval(text), ["python_literal"], ""
+                obj = ast.literal_eval(text)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as lit_exc:
                 return None, ["unparsable"], f"json: {json_exc}; literal_eval: {type(lit_exc).__name__}: {lit_exc}"
+            try:  # the authors stored eval's result with json.dump and scored what json.load gave back
+                return json.loads(json.dumps(obj)), ["python_literal"], ""
+            except (TypeError, ValueError, RecursionError) as dump_exc:
+                return obj, ["python_literal", "not_storable"], f"the authors' json.dump would fail: {dump_exc}"
+        return obj, (["json_literals"] if constants or _has_json_literal(obj) else []), ""
     else:
         try:
             obj = json.loads(_strip_fence(text))
@@ -180,16 +208,30 @@ def _agent_dicts(obj: Any, style: str) -> tuple[list[Any], list[str], list[str]]
     return agents, flags, fatal
 
 
+def _authors_number(score: Any) -> int | float | None:
+    """What the authors' ``sum += v[1]`` adds for ``score``: an int, a float, a bool as 1/0; None if it raises."""
+    if isinstance(score, bool):
+        return int(score)
+    if isinstance(score, (int, float)):
+        return score
+    return None
+
+
 def _read_agent(
-    evaluation: Mapping[str, Any] | None, number: int
-) -> tuple[dict[str, int | None], dict[str, str], list[str], bool]:
-    """Scores, reasoning, flags of one agent's dict, and whether a dimension is wrong (for strict)."""
-    scores: dict[str, int | None] = {name: None for name in DIMENSIONS}
+    evaluation: Mapping[str, Any] | None, number: int, rule: str
+) -> tuple[dict[str, int | float | None], dict[str, str], list[str], bool]:
+    """Scores, reasoning, flags of one agent's dict, and whether a dimension is wrong (for strict).
+
+    Under ``authors`` a numeric non-integer score is kept (a float as is, a
+    bool as 1/0) and a key whose value the authors' ``get_scores`` could not
+    add to its sum is flagged ``unscorable``; ``strict`` reads integers only.
+    """
+    scores: dict[str, int | float | None] = {name: None for name in DIMENSIONS}
     reasoning: dict[str, str] = {}
     if evaluation is None:
         return scores, reasoning, [], True
     problems: dict[str, list[str]] = {k: [] for k in ("missing_dims", "extra_keys", "bad_shape", "not_integer",
-                                                      "not_string", "out_of_range")}
+                                                      "not_string", "out_of_range", "unscorable")}
     problems["missing_dims"] = [name for name in DIMENSIONS if name not in evaluation]
     for raw_key, value in evaluation.items():
         key = str(raw_key)
@@ -201,6 +243,8 @@ def _read_agent(
         if not pair or len(value) != 2:
             problems["bad_shape"].append(key)
         if not pair:  # no [reasoning, score] to read (the authors' v[1] would fail too)
+            if rule == "authors":
+                problems["unscorable"].append(key)
             continue
         text, score = value[0], value[1]
         if isinstance(text, str):
@@ -214,6 +258,14 @@ def _read_agent(
                 problems["out_of_range"].append(key)
         else:
             problems["not_integer"].append(key)
+            if rule == "authors":
+                number_added = _authors_number(score)
+                if number_added is None:
+                    problems["unscorable"].append(key)
+                else:
+                    scores[key] = number_added
+                    if in_schema and not RANGES[key][0] <= number_added <= RANGES[key][1]:
+                        problems["out_of_range"].append(key)
     flags = [f"{kind}:agent{number}:{','.join(keys)}" for kind, keys in problems.items() if keys]
     wrong = any(problems[k] for k in ("missing_dims", "not_integer", "not_string", "out_of_range")) or any(
         k in RANGES for k in problems["bad_shape"]
@@ -236,7 +288,7 @@ def _strict_errors(agents: list[Any]) -> list[str]:
     return errors
 
 
-def _empty_scores() -> dict[int, dict[str, int | None]]:
+def _empty_scores() -> dict[int, dict[str, int | float | None]]:
     return {a: {name: None for name in DIMENSIONS} for a in (1, 2)}
 
 
@@ -256,17 +308,23 @@ def parse_reply(content: str | None, finish_reason: str | None, rule: str, style
         return ParsedReply(INVALID, tuple(flags), _empty_scores(), {1: {}, 2: {}}, error)
     agents, shape_flags, fatal = _agent_dicts(obj, style)
     flags += shape_flags
-    scores: dict[int, dict[str, int | None]] = {}
+    scores: dict[int, dict[str, int | float | None]] = {}
     reasoning: dict[int, dict[str, str]] = {}
     wrong = False
     for number, evaluation in enumerate(agents, start=1):
-        scores[number], reasoning[number], agent_flags, agent_wrong = _read_agent(evaluation, number)
+        scores[number], reasoning[number], agent_flags, agent_wrong = _read_agent(evaluation, number, rule)
         flags += agent_flags
         wrong = wrong or agent_wrong
     problems = list(fatal)
     if rule == "authors":
         if "json_literals" in flags:
-            problems.append("JSON true/false/null: the authors' Python eval would have failed")
+            problems.append("JSON true/false/null/NaN/Infinity: the authors' Python eval would have failed")
+        if "not_storable" in flags:
+            problems.append(error)
+        unscorable = [f.split(":", 1)[1] for f in flags if f.startswith("unscorable:")]
+        if unscorable:
+            problems.append("the authors' get_scores would raise on " + "; ".join(unscorable)
+                            + " (no number at v[1]): they dropped the task-seed")
     else:
         problems += _strict_errors(agents)
         if wrong and not problems:  # the walker and pydantic disagree: never let it pass silently
@@ -301,6 +359,6 @@ def eval_rows(parsed: ParsedReply, episode_meta: Mapping[str, Any]) -> list[dict
 
 
 def eval_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The eval rows as a frame with :data:`EVAL_COLUMNS` and nullable integer scores."""
+    """The eval rows as a frame with :data:`EVAL_COLUMNS` and nullable float scores (integers under ``strict``)."""
     frame = pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
     return frame.astype(EVAL_DTYPES)
