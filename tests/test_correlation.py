@@ -24,7 +24,7 @@ ABILITIES = {
     "musr": {"M1": 0.0613, "M2": 0.0761, "M3": 0.0430, "L2": 0.0328, "L3": 0.0160, "L3.2": 0.0808},
 }
 
-# The authors' Figure 6 read by eye (ANALYSES.md section 3): (model_a, model_b, performance, SyncR2).
+# The authors' Figure 6 read by eye (docs/analyses.md, "Pearson r per family"): (model_a, model_b, performance, SyncR2).
 PAPER_POINTS = [
     ("M1", "M1", 2.53, .387), ("M1", "M2", 2.81, .373), ("M1", "M3", 2.92, .459),
     ("M2", "M2", 3.08, .462), ("M2", "M3", 3.28, .488), ("M3", "M3", 3.35, .580),
@@ -95,7 +95,7 @@ def test_partial_correlation_against_pingouin_and_closed_form():
 
 
 def test_partial_p_matches_paper_examples():
-    # PROTOCOL.md section 10: n = 6, r = 0.81 -> p about 0.10; r = 0.27 -> p about 0.66
+    # docs/analyses.md, "Partial correlation": n = 6, r = 0.81 -> p about 0.10; r = 0.27 -> p about 0.66
     assert partial_p(0.81, 6) == pytest.approx(0.10, abs=0.01)
     assert partial_p(0.27, 6) == pytest.approx(0.66, abs=0.01)
 

@@ -3,9 +3,10 @@
 Golden files (tests/golden/presets/) hold the exact prompt text of both agents
 at turn 0 and turn 3 of Sotopia task 0 (friends) and task 16
 (mutual_friends, strangers), genuine and passive, for the ``authors`` preset
-(PROTOCOL.md section 10) and the ``protocol`` preset (sections 2-4). They were
-written by ``python tests/test_presets.py --write`` and read line by line
-against section 10; the assertions below check the section's facts one by one
+(docs/protocol.md, "The authors preset") and the ``protocol`` preset
+(docs/protocol.md, "The protocol preset"). They were written by
+``python tests/test_presets.py --write`` and read line by line against the
+authors' rules; the assertions below check the section's facts one by one
 so a wrong golden file cannot pass unnoticed.
 """
 
@@ -67,7 +68,7 @@ def test_golden_prompts(tasks, name, task_id):
 
 
 def test_authors_facts(tasks):
-    """PROTOCOL.md section 10, fact by fact, on the authors' prompts."""
+    """The authors preset (docs/protocol.md, "The authors preset"), fact by fact, on their prompts."""
     a = PromptPreset.from_config({"preset": "authors"})
     t0, t16 = tasks[0][0], tasks[0][16]
     g = prompts_of(a, t0)

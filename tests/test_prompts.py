@@ -83,7 +83,7 @@ Turn 1: Hendrick Heinz said: Thanks Leo! How are you?
 Turn 2: Leo Williams said: Honestly, I need a favor.
 Turn 3: Hendrick Heinz said:"""
 
-# PROTOCOL section 4 applied to GOLDEN_HENDRICK_TURN3 with reader Samuel Anderson.
+# The passive transform (docs/protocol.md, "Passive reader") applied to GOLDEN_HENDRICK_TURN3 with reader Samuel Anderson.
 GOLDEN_PASSIVE_TURN3 = """\
 Imagine you are Samuel Anderson. You are reading an interaction between other two people.
 Here is the context of this interaction:
@@ -131,7 +131,7 @@ def test_golden_prompts_task0(task0):
 
 
 def test_golden_masking_facts(task0):
-    """What the golden strings encode, stated once more as facts of PROTOCOL section 2."""
+    """What the golden strings encode, stated once more as facts of docs/protocol.md, "The protocol preset"."""
     assert LEO_SECRET in task0.intro1 and HENDRICK_SECRET not in task0.intro1
     assert HENDRICK_SECRET in task0.intro2 and LEO_SECRET not in task0.intro2
     assert "Hendrick Heinz's goal: Unknown" in task0.intro1 and "Leo Williams's goal: Unknown" in task0.intro2

@@ -1,4 +1,4 @@
-"""Sensitivity analyses (ANALYSES.md section 6) against independent computations, and their figures."""
+"""Sensitivity analyses (docs/analyses.md, "Robustness") against independent computations, and their figures."""
 
 import collections
 import json
@@ -297,7 +297,7 @@ def test_persona_groups_on_the_real_sotopia_tasks():
         by_pair[frozenset((a, b))].add(int(tid))
     assert len(by_pair) == 93 and len(np.unique(groups)) == 93
     sizes = sorted(len(v) for v in by_pair.values())
-    assert sizes[0] == 1 and sizes[-1] == 18  # ANALYSES.md section 6: 1-18 tasks per persona pair
+    assert sizes[0] == 1 and sizes[-1] == 18  # docs/analyses.md, "Persona-disjoint split": 1-18 tasks per persona pair
     task_of = samples.task_id.to_numpy()
     for members in by_pair.values():
         got = {int(g) for g in groups[np.isin(task_of, list(members))]}

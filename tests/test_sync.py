@@ -22,7 +22,7 @@ def brute(cube, k=1, clip=True):
         r = sum(means[b] for b in best) / k
         total += max(0.0, r) if clip else r
         if clip and r < 0:
-            continue  # a floored layer is the constant 0: zero variance (PROTOCOL.md section 6)
+            continue  # a floored layer is the constant 0: zero variance (docs/protocol.md, "Ridge maps and SyncR2")
         per_seed = [sum(cube[s, a, b] for b in best) / k for s in range(seeds)]
         mu = sum(per_seed) / seeds
         var_sum += sum((x - mu) ** 2 for x in per_seed) / seeds

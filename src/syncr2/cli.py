@@ -244,6 +244,10 @@ def cmd_build_model(args: argparse.Namespace) -> None:
     if template is not None and not isinstance(template, str):
         raise ValueError(f"build-model: --chat-template-json must be a JSON string or null, got {template!r}")
     key = args.model_key or Path(args.out).name
+    # the download and conversion steps also go to stdout: a workflow run shows them, the log keeps all
+    progress = logging.StreamHandler(sys.stdout)
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("syncr2.simulation.gguf_checkpoint").addHandler(progress)
     convert_gguf(key, args.gguf, args.out, chat_template=template)
     log.info("converted models.%s's GGUF file into %s", key, args.out)
 

@@ -1,7 +1,7 @@
 """SyncR2 against social performance: Pearson r per family (Figure 6) and
 partial correlations given model ability (Table 1).
 
-ANALYSES.md sections 3-4. A family with too few pairs, or with a variable
+docs/analyses.md, "Statistics". A family with too few pairs, or with a variable
 that does not vary, gets NaN statistics and a ``note`` saying why, never a
 silent number.
 """

@@ -1,6 +1,6 @@
 """Nonlinear maps between agents' layers: the one-hidden-layer MLP of Table 5.
 
-ANALYSES.md section 7. The affine maps of the main analysis may miss
+docs/analyses.md, "MLP maps". The affine maps of the main analysis may miss
 synchrony that a nonlinear read-out would find, so the paper repeats the
 layer-pair R2 grid with a small MLP in place of ridge:
 ``Linear(D_A, 512) -> ReLU -> Linear(512, D_B)``, AdamW (lr 1e-4, weight
@@ -58,7 +58,7 @@ from ..synchrony.ridge import (
 
 log = logging.getLogger(__name__)
 
-#: The paper's hyper-parameters (ANALYSES.md section 7).
+#: The paper's hyper-parameters (docs/analyses.md, "MLP maps").
 MLP_DEFAULTS: dict[str, float | int] = {
     "hidden": 512, "lr": 1e-4, "weight_decay": 0.1, "epochs": 200, "batch_size": 128,
 }

@@ -1,9 +1,10 @@
 """One row per unordered model pair: its social performance and its SyncR2 scores.
 
-PROTOCOL.md section 6 and ANALYSES.md sections 2-4. The synchrony summary is
-keyed by ORDERED pair ``{m1}__{m2}`` (m1 speaks first); the performance table's
-``averaged`` and ``one_order`` rows by the UNORDERED pair ``{a}__{b}`` with a
-before b in the config's model order. An unordered pair {a, b} is scored by
+docs/protocol.md, "Pair scores and error bars", and docs/analyses.md,
+"Statistics". The synchrony summary is keyed by ORDERED pair ``{m1}__{m2}``
+(m1 speaks first); the performance table's ``averaged`` and ``one_order``
+rows by the UNORDERED pair ``{a}__{b}`` with a before b in the config's model
+order. An unordered pair {a, b} is scored by
 
 * ``syncr2_four_way``: the mean of A->B and B->A of both speaking orders
   (a, b) and (b, a) -- the authors' Figure 6 score (a same-model pair has one

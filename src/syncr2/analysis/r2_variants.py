@@ -1,6 +1,6 @@
 """One R2 table under a variant of the main analysis: another size, grouping or map.
 
-The sensitivity analyses and the nonlinear maps (ANALYSES.md sections 6-7)
+The sensitivity analyses and the nonlinear maps (docs/analyses.md, "Robustness")
 re-run the R2 step of one (pair, condition, direction) with one setting
 changed, and write a table with the R2 table contract
 (:data:`~syncr2.synchrony.r2table.R2_COLUMNS`), so SyncR2 and every summary

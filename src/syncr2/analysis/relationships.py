@@ -1,6 +1,6 @@
 """Relationship closeness (Figure 5): SyncR2 per relationship category.
 
-ANALYSES.md section 5, PROTOCOL.md section 8. Only tasks from the configured
+docs/analyses.md, "Relationship closeness". Only tasks from the configured
 sources (default social_iqa, social_chemistry, normbank) count. Two modes:
 
 * ``paper``: per split seed, the standard fixed-size split of the filtered

@@ -1,4 +1,4 @@
-"""Sensitivity analyses of SyncR2 (ANALYSES.md section 6; the paper's Appendices C-E).
+"""Sensitivity analyses of SyncR2 (docs/analyses.md, "Robustness"; the paper's Appendices C-E).
 
 Pure functions over files the workflow already makes: R2 tables
 (``results/r2/{pair}/{condition}/{direction}.parquet``, read with
@@ -37,7 +37,7 @@ All of them go into ONE long table, ``results/summary/sensitivity.parquet``
   and B->A over both speaking orders, Figure 6's score); "" on family rows.
 - ``value`` (float): pair rows: SyncR2; family rows: the mean over the
   family's pairs of the correlated SyncR2 (``four_way`` by default).
-- ``se`` (float): pair rows: its standard error (PROTOCOL.md section 6;
+- ``se`` (float): pair rows: its standard error (docs/protocol.md, "Ridge maps and SyncR2";
   ``combined``: the two directions combined as independent; ``four_way``:
   the mean of the directional SEs, as the authors' Figure 4b); NaN on family
   rows.

@@ -1,6 +1,6 @@
 """Surrogate null for SyncR2: pseudo-pairs and within-episode shuffles.
 
-ANALYSES.md section 8. Is a SyncR2 larger than what agents that never
+docs/analyses.md, "Surrogate null". Is a SyncR2 larger than what agents that never
 interacted would show? We rebuild the score on surrogate datasets in which
 only the TARGET rows move, and compare the real score with R such draws.
 

@@ -9,13 +9,13 @@
   and the first lag) for direction A->B, on one shared scale.
 * Figure 4a: SyncR2 experimental vs passive, mean over the unordered pairs of
   each family; error bar = std over those pairs / sqrt(3 n_pairs) (ddof 0),
-  as the authors (PROTOCOL.md section 10).
+  as the authors (docs/protocol.md, "Pair scores and error bars").
 * Figure 4b: SyncR2 against lag k (k = 0 is the experimental group), one
   line per unordered pair, one panel per family; error bar = mean of the four
   directional SEs.
 * A pair's score in Figure 4 is the four-value mean: A->B and B->A of both
-  speaking orders (PROTOCOL.md section 6). A SyncR2 >= 0 is a floored score,
-  so its drawn lower error bar stops at 0.
+  speaking orders (docs/protocol.md, "Pair scores and error bars"). A
+  SyncR2 >= 0 is a floored score, so its drawn lower error bar stops at 0.
 * Tables: the summary as CSV and Markdown.
 """
 
@@ -243,8 +243,9 @@ def unordered_pair(pair: str) -> str:
 def four_value_scores(summary: pd.DataFrame) -> pd.DataFrame:
     """Per unordered pair and condition: the four-value SyncR2 mean and the mean of the four SEs.
 
-    The four values are A->B and B->A of both speaking orders (PROTOCOL.md
-    section 6; a same-model pair has one order, counted twice, the same mean).
+    The four values are A->B and B->A of both speaking orders
+    (docs/protocol.md, "Pair scores and error bars"; a same-model pair has
+    one order, counted twice, the same mean).
     A (pair, condition) without directional rows falls back to its combined
     rows (each the mean of its two directions, so the value is the same; the
     SE is then the mean of the combined SEs).

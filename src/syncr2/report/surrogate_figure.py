@@ -1,6 +1,6 @@
 """Figure: the real unclipped SyncR2 against its surrogate null distributions.
 
-ANALYSES.md section 8. One row of panels per (pair, condition), one panel per
+docs/analyses.md, "Surrogate null". One row of panels per (pair, condition), one panel per
 direction. Inside a panel each surrogate mode has its own horizontal strip:
 the R null draws as jittered dots, their mean +- sd as a bar, and the real
 value as a red vertical line shared by all modes. The unclipped score is shown

@@ -1,9 +1,9 @@
-"""The authors' prompt rules, reproduced byte for byte (PROTOCOL.md section 10).
+"""The authors' prompt rules, reproduced byte for byte (docs/protocol.md, "The authors preset").
 
 The paper's numbers came from the authors' code (zzn-nzz/LM_neural_synchrony),
 which differs from the paper's text in small ways that change prompt tokens.
 The ``authors`` preset (:mod:`.presets`) uses these functions; each docstring
-says which fact of section 10 it reproduces. They are kept apart from
+says which of the preset's rules it reproduces. They are kept apart from
 :mod:`.prompts` (the protocol's own reading) so that neither set of rules can
 leak into the other.
 """

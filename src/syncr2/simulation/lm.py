@@ -6,7 +6,7 @@ hub id), loaded only through ``AutoTokenizer.from_pretrained`` and
 :mod:`syncr2.simulation.tiny_models` take exactly the same path as Mistral-7B or
 Llama-3-8B.
 
-Representations (PROTOCOL section 3): for every decoder block l = 1..L, the
+Representations (docs/protocol.md, "Capture"): for every decoder block l = 1..L, the
 block's output -- the residual stream after block l, BEFORE the final norm --
 at the last prompt token, the position whose logits give the first generated
 token. They are taken with forward hooks on the decoder blocks, never from

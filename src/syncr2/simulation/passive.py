@@ -1,4 +1,4 @@
-"""Control 1, the passive reader (PROTOCOL.md section 4).
+"""Control 1, the passive reader (docs/protocol.md, "Passive reader").
 
 For every recorded prompt of an episode, the model that played that turn
 re-reads a transformed prompt in one forward pass (no generation): the

@@ -3,8 +3,9 @@
 A preset (``src/syncr2/data/presets/{name}.yaml``) holds the sentences we
 write (:class:`~.prompts.PromptTemplates`) and the rules around them:
 
-* ``intro``: ``sotopia`` (Sotopia's renderers, PROTOCOL.md section 2) or
-  ``authors`` (the authors' copy of old Sotopia's layout, section 10);
+* ``intro``: ``sotopia`` (Sotopia's renderers; docs/protocol.md, "The protocol preset")
+  or ``authors`` (the authors' copy of old Sotopia's layout; docs/protocol.md,
+  "The authors preset");
 * ``utterance``: ``labelled`` (:func:`~.prompts.clean_utterance`) or
   ``authors`` (:func:`~.authors_prompts.authors_utterance`);
 * ``leave_test``: ``utterance`` or ``line`` (the whole dialogue line);

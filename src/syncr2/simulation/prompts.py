@@ -1,4 +1,4 @@
-"""Speaker and passive-reader prompts (PROTOCOL.md sections 2 and 4).
+"""Speaker and passive-reader prompts (docs/protocol.md, "The protocol preset" and "Passive reader").
 
 The wording is data: :class:`PromptTemplates` holds every sentence we write
 ourselves, with the authors' wording (github.com/zzn-nzz/LM_neural_synchrony,
@@ -216,7 +216,7 @@ _AUTHORS_TAG_RE = re.compile(r"<.*?>")
 
 
 def render_judge_intro_authors(task: Task) -> str:
-    """The judge's intro exactly as the authors built it (PROTOCOL.md section 10), byte for byte.
+    """The judge's intro exactly as the authors built it (docs/analyses.md, "Prompt styles"), byte for byte.
 
     Old Sotopia's complete-intro layout (context header, scenario,
     participants, both ``get_bio`` backgrounds, both goals, each on its own
@@ -285,7 +285,7 @@ def _open_line_re(templates: PromptTemplates, speaker_name: str) -> re.Pattern[s
 
 
 def passive_prompt(prompt_text: str, speaker_name: str, reader_name: str, templates: PromptTemplates) -> str:
-    """The passive reader's version of a recorded speaker prompt (PROTOCOL.md section 4).
+    """The passive reader's version of a recorded speaker prompt (docs/protocol.md, "Passive reader").
 
     The first instruction sentence becomes ``passive_first`` with the reader's
     name; the sentences about the speaker's goal being found / only visible to

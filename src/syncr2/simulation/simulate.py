@@ -1,4 +1,4 @@
-"""Batched social episodes with hidden-state capture (PROTOCOL.md sections 2-3).
+"""Batched social episodes with hidden-state capture (docs/protocol.md, "Episodes" and "Capture").
 
 All tasks of a block advance together, turn by turn: at turn t every still
 running episode's speaker prompt is built, and ONE batched ``generate`` call

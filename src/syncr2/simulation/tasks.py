@@ -303,7 +303,7 @@ def tasks_frame(
     the full agent-facing intros of the prompt ``preset`` (default: ``protocol``), ``judge_intro``
     the unmasked context with both goals (Sotopia's rendering, tidied), and
     ``judge_intro_authors`` the same context byte for byte as the authors'
-    judge saw it (PROTOCOL.md section 10). The reader of each task is drawn
+    judge saw it (docs/analyses.md, "Prompt styles"). The reader of each task is drawn
     with ``reader_seed`` from ``personas`` (default: every persona of the
     tasks' source, 40 for Sotopia), optionally never one of the task's own
     agents (the authors did not exclude them). The frame's ``attrs`` (kept in

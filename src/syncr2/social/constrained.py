@@ -9,7 +9,7 @@ one ``LLMatcher`` per batch row, feeds it each row's newly chosen token, and
 sets the logits of every token the grammar forbids to ``-inf``. When a row's
 JSON is complete the matcher allows only EOS, so generation ends by itself.
 
-Why llguidance (ANALYSES.md section 1): it enforces integer minimum/maximum,
+Why llguidance (docs/analyses.md, "Backends"): it enforces integer minimum/maximum,
 emits strictly valid JSON and has no dependencies. Its ``llguidance.torch``
 helpers are not imported: that module ``torch.compile``s its mask kernel at
 import (slow, warnings, a compiler on CPU). The matcher writes each row's

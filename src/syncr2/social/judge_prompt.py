@@ -1,6 +1,6 @@
 """The Sotopia-eval judge's prompt, in two styles, and the JSON schema of its reply.
 
-Style ``authors`` (PROTOCOL.md section 10) rebuilds the authors' judge prompt
+Style ``authors`` (docs/analyses.md, "Prompt styles") rebuilds the authors' judge prompt
 byte for byte: system "You are a helpful assistant."; user = the unmasked
 intro (``judge_intro_authors`` of the task table) + the dialogue lines
 "Turn {t}: {Full Name} said:{utterance}" joined by "\\n" + a fixed schema text,
@@ -56,7 +56,7 @@ RANGES: dict[str, tuple[int, int]] = {
     "goal": (0, 10),
 }
 
-# What the authors' schema text must be (PROTOCOL.md section 10).
+# What the authors' schema text must be (docs/analyses.md, "Prompt styles").
 AUTHORS_SCHEMA_LENGTH = 6393
 AUTHORS_SCHEMA_SHA256 = "adff65c2799e92d5f31ee1045b124d0b720822d696d50710807930468d79b67e"
 

@@ -1,7 +1,7 @@
 """Condition datasets: paired (source, target) samples and the fixed-size split.
 
-PROTOCOL.md section 5. From the turn-level shards of a pair's genuine run (and
-its passive re-reading) we pair agent A's representation at turn t with agent
+docs/protocol.md, "Conditions" and "Datasets and splits". From the turn-level
+shards of a pair's genuine run (and its passive re-reading) we pair agent A's representation at turn t with agent
 B's at turn t + 1 + 2k:
 
 * ``experimental``: genuine source, k = 0;

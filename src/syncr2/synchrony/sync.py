@@ -1,6 +1,6 @@
 """SyncR2: summarising a layer-pair R2 grid into one synchrony score.
 
-PROTOCOL.md section 6. With M the mean over split seeds of the R2 grid
+docs/protocol.md, "Ridge maps and SyncR2". With M the mean over split seeds of the R2 grid
 (L_A x L_B) and V its variance over split seeds:
 
 * r*(l_A) = max over l_B of M (or the mean of the top-k values);
@@ -47,7 +47,7 @@ def sync_r2(cube: np.ndarray, top_k: int = 1, clip: bool = True, ddof: int = 0) 
     """SyncR2 and its SE from an R2 cube (split seeds, L_A, L_B).
 
     With ``clip`` the SE sums the variance of the unfloored layers only
-    (PROTOCOL.md section 6); without it, of every layer.
+    (docs/protocol.md, "Ridge maps and SyncR2"); without it, of every layer.
     """
     cube = np.asarray(cube, dtype=np.float64)
     if cube.ndim == 2:
