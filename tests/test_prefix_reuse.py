@@ -131,6 +131,24 @@ def test_planner_counts_and_bounds_the_kept_caches(env):
     assert len(lm.prefixes) == 1 and lm.prefixes.nbytes <= free // 2
 
 
+def test_reuse_exact_on_smollm2(smollm2_checkpoint, one_thread):
+    """The real SmolLM2-135M-Instruct (converted from its registry GGUF), both agents, 4 demo tasks."""
+    tasks = tasks_frame(load_demo_tasks(), PROTOCOL, reader_seed=0)
+    settings = GenerationSettings(max_turns=6, temperature=0.7, max_new_tokens=16, stop_at_newline=True)
+    out = {}
+    for reuse in (False, True):
+        specs = [(k, str(smollm2_checkpoint), {"prefix_reuse": reuse, "batch_size": 4}) for k in ("s1", "s2")]
+        models = load_pair(specs, settings)
+        out[reuse] = run_block(block_rows(tasks, 0, 4), models, 0, 0, settings, PROTOCOL, progress=False)
+        if reuse:
+            store = models[0][1].prefixes
+            assert store.reused_tokens > 2 * store.computed_tokens
+    pd.testing.assert_frame_equal(out[False][0], out[True][0])
+    assert out[True][0]["raw_output"].str.len().gt(0).mean() > 0.8  # a real model says something
+    for agent in (1, 2):
+        assert_close_reps(out[False][1][agent][1], out[True][1][agent][1])
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_reuse_exact_on_cuda(env):
     paths, tasks = env

@@ -518,10 +518,15 @@ _ROLES = (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"), ("pad_to
 def repaired_tokenizer(key: str, tokenizer: Any, metadata: Mapping[str, Any]) -> Any:
     """``tokenizer`` (transformers' reading of a GGUF) made to agree with the GGUF's metadata.
 
-    Gemma vocabularies are rebuilt as BPE; then the special tokens and
-    whether BOS/EOS are added are set as the GGUF says.
+    Gemma vocabularies are rebuilt as BPE; a GPT-2 style (byte-level BPE)
+    vocabulary gets a plain byte-level decoder and no byte fallback (transformers
+    chains SentencePiece decoders in front of it, which makes tools that read the
+    tokenizer, such as llguidance's constrained decoding, take ``Ġ`` for a
+    letter instead of a space; token ids do not change); then the special
+    tokens and whether BOS/EOS are added are set as the GGUF says.
     """
-    from tokenizers.models import Unigram
+    from tokenizers import decoders
+    from tokenizers.models import BPE, Unigram
 
     tokens = metadata.get("tokenizer.ggml.tokens") or []
     arch = str(metadata.get("general.architecture", ""))
@@ -529,6 +534,13 @@ def repaired_tokenizer(key: str, tokenizer: Any, metadata: Mapping[str, Any]) ->
             and isinstance(tokenizer.backend_tokenizer.model, Unigram)):
         log.info("models.%s: rebuilding the Gemma vocabulary as BPE (transformers reads it as Unigram)", key)
         tokenizer = gemma_bpe_tokenizer(metadata, tokenizer.chat_template)
+    backend = tokenizer.backend_tokenizer
+    if metadata.get("tokenizer.ggml.model") == "gpt2" and isinstance(backend.model, BPE):
+        if backend.model.byte_fallback or type(backend.decoder).__name__ != "ByteLevel":
+            log.info("models.%s: byte-level BPE: plain ByteLevel decoder, no byte fallback", key)
+            backend.decoder = decoders.ByteLevel()
+            backend.model.byte_fallback = False
+        tokenizer.clean_up_tokenization_spaces = False  # BPE: ignored anyway (and warned about on every load)
     for role, name in _ROLES:
         index = metadata.get(f"tokenizer.ggml.{name}")
         if index is None or not 0 <= index < len(tokens) or getattr(tokenizer, role) == tokens[index]:
