@@ -142,7 +142,7 @@ def test_reuse_exact_on_smollm2(smollm2_checkpoint, one_thread):
         out[reuse] = run_block(block_rows(tasks, 0, 4), models, 0, 0, settings, PROTOCOL, progress=False)
         if reuse:
             store = models[0][1].prefixes
-            assert store.reused_tokens > 2 * store.computed_tokens
+            assert store.reused_tokens > store.computed_tokens  # turns 0 and 1 compute whole prompts
     pd.testing.assert_frame_equal(out[False][0], out[True][0])
     assert out[True][0]["raw_output"].str.len().gt(0).mean() > 0.8  # a real model says something
     for agent in (1, 2):

@@ -20,6 +20,11 @@ those of a plain left-padded batch.
 The tensors stay on the model's device; :attr:`PrefixStore.nbytes` is what
 the token-budget planner subtracts from the memory a batch may use, and
 :meth:`PrefixStore.evict_to` drops the largest entries when it must.
+
+:func:`growing_cache` is the cache a batch decodes into: transformers'
+dynamic layers copy the whole cache at every decode step (``torch.cat``),
+which on a long prompt moves more bytes than the weights; a
+:class:`GrowingLayer` writes each step into a buffer that doubles when full.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,53 @@ class KeptPrefix:
     def nbytes(self) -> int:
         """Bytes held by the tensors."""
         return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
+
+
+class GrowingLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys/values are views of a buffer that doubles when full.
+
+    Attention sees exactly the tensors a ``DynamicLayer`` would return (in a
+    larger allocation). A layer whose ``keys`` were replaced from outside
+    (``crop``, batch selection) is re-buffered from them at its next update.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = self.get_seq_length()
+        if self._k is None or self.keys.data_ptr() != self._k.data_ptr() or self.keys.shape[-2] != n:
+            self._k = self._v = None  # keys replaced from outside: re-buffer them
+        need = n + key_states.shape[-2]
+        if self._k is None or need > self._k.shape[-2]:
+            cap = max(need, 2 * n, 64)
+            k = key_states.new_empty((*key_states.shape[:-2], cap, key_states.shape[-1]))
+            v = value_states.new_empty((*value_states.shape[:-2], cap, value_states.shape[-1]))
+            if n:
+                k[..., :n, :] = self.keys
+                v[..., :n, :] = self.values
+            self._k, self._v = k, v
+        assert self._v is not None
+        self._k[..., n:need, :] = key_states
+        self._v[..., n:need, :] = value_states
+        self.keys, self.values = self._k[..., :need, :], self._v[..., :need, :]
+        return self.keys, self.values
+
+
+def growing_cache(data: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()) -> object:
+    """A transformers ``DynamicCache`` of :class:`GrowingLayer` layers, filled with ``data`` (per layer (K, V))."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    cache.layer_class_to_replicate = GrowingLayer
+    for layer, (k, v) in enumerate(data):
+        cache.update(k, v, layer)
+    return cache
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -111,15 +164,13 @@ class PrefixStore:
     def past(self, keys: Sequence[Hashable | None], layout: BatchLayout, n_layers: int) -> object:
         """A transformers ``DynamicCache`` holding the reused columns of the batch (left-padded with zeros).
 
-        Every layer is a full (non-sliding) cache layer, so what the batch
+        Every layer is a full (non-sliding) :class:`GrowingLayer`, so what the batch
         computes can be kept for the next turn whole; sliding-window models
         still attend within their window, through their masks.
         """
-        from transformers import DynamicCache
-
         width = layout.cached_width
         if width == 0:
-            return DynamicCache()
+            return growing_cache()
         data = []
         for layer in range(n_layers):
             parts_k, parts_v = [], []
@@ -135,7 +186,7 @@ class PrefixStore:
                 parts_k.append(k)
                 parts_v.append(v)
             data.append((torch.stack(parts_k), torch.stack(parts_v)))
-        return DynamicCache(ddp_cache_data=data)
+        return growing_cache(data)
 
     def _reference(self, layer: int) -> torch.Tensor:
         """Any kept key tensor of ``layer`` (for the shape, dtype and device of padding)."""

@@ -489,10 +489,12 @@ class HFLocalBackend(JudgeBackend):
         if self.temperature > 0:  # after the constraint: its -inf stay -inf
             processors.append(PerPromptGumbel(
                 [prompt_seed(m, self.seed) for m in batch], self.temperature, lm.device))
-        with torch.inference_mode():
+        from ..simulation.prefix_cache import growing_cache
+
+        with torch.inference_mode():  # a growing cache: no copy of the long judge prompt's cache per step
             seqs = lm.model.generate(
                 input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device),
-                generation_config=gen_cfg, logits_processor=processors,
+                generation_config=gen_cfg, logits_processor=processors, past_key_values=growing_cache(),
             )
         self.n_generate_calls += 1
         new = seqs[:, width:].cpu().tolist()
