@@ -249,6 +249,9 @@ def test_new_lag_alone_through_its_summary_target(workdir):
     assert r2 == sorted(f"results/r2/{p}/lag3/{d}.parquet" for p in PAIRS for d in DIRECTIONS)
 
 
+PROFILE_SIZES = yaml.safe_load((REPO / "workflow/profiles/default/config.yaml").read_text())["set-resources"]
+
+
 def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
     proc = snakemake_n(workdir, "--printshellcmds", "--verbose", *SMOKE_ARGS)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -261,7 +264,8 @@ def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
         seen.add(rule)
         if rule in ("simulate", "read_passive", "judge"):  # the demo judge is local: a GPU job
             assert "gpu=1" in resources and "slurm_partition=gpu" in resources, (rule, resources)
-            assert "mem_mb=4000" in resources and "runtime=30" in resources  # workflow/profiles/default
+            size = PROFILE_SIZES[rule]  # workflow/profiles/default
+            assert f"mem_mb={size['mem_mb']}" in resources and f"runtime={size['runtime']}" in resources
         else:
             assert not re.search(r"\bgpu=", resources) and "slurm_partition=cpu" in resources, (rule, resources)
     assert {"simulate", "read_passive", "judge", "r2_table", "figures", "correlate"} <= seen
