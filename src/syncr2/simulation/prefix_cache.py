@@ -173,19 +173,15 @@ class PrefixStore:
             return growing_cache()
         data = []
         for layer in range(n_layers):
-            parts_k, parts_v = [], []
-            for key, n in zip(keys, layout.reused):
-                entry = self._entries[key] if n > 0 else None
-                ref = entry.keys[layer] if entry is not None else self._reference(layer)
-                pad = width - n
-                k = ref.new_zeros((ref.shape[0], pad, ref.shape[2]))
-                v = k
-                if entry is not None:
-                    k = torch.cat([k, entry.keys[layer][:, :n]], dim=1)
-                    v = torch.cat([v, entry.values[layer][:, :n]], dim=1)
-                parts_k.append(k)
-                parts_v.append(v)
-            data.append((torch.stack(parts_k), torch.stack(parts_v)))
+            ref = self._reference(layer)
+            shape = (len(keys), ref.shape[0], width, ref.shape[2])
+            k, v = ref.new_zeros(shape), ref.new_zeros(shape)  # padding columns stay zero (masked)
+            for r, (key, n) in enumerate(zip(keys, layout.reused)):
+                if n > 0:
+                    entry = self._entries[key]
+                    k[r, :, width - n:] = entry.keys[layer][:, :n]
+                    v[r, :, width - n:] = entry.values[layer][:, :n]
+            data.append((k, v))
         return growing_cache(data)
 
     def _reference(self, layer: int) -> torch.Tensor:
@@ -221,12 +217,14 @@ class PrefixStore:
 
     def evict_to(self, max_bytes: int) -> int:
         """Drop the largest entries until at most ``max_bytes`` are kept; returns how many were dropped."""
-        dropped = 0
-        if self.nbytes <= max_bytes:
+        kept = self.nbytes
+        if kept <= max_bytes:
             return 0
-        for key, _ in sorted(self._entries.items(), key=lambda kv: -kv[1].nbytes):
-            if self.nbytes <= max_bytes:
+        dropped = 0
+        for key, entry in sorted(self._entries.items(), key=lambda kv: -kv[1].nbytes):
+            if kept <= max_bytes:
                 break
+            kept -= entry.nbytes
             del self._entries[key]
             dropped += 1
         log.info("prefix caches: dropped %d entries to keep %.2f GB", dropped, max_bytes / 1e9)
