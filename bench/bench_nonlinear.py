@@ -3,7 +3,7 @@
     python bench/bench_nonlinear.py                       # n=1000, D=256, L_B=8, 20 epochs, CPU
     python bench/bench_nonlinear.py --n 6500 --dim 4096 --layers 32 --epochs 200 --device cuda
 
-The MLP grid (``syncr2.analysis.nonlinear``) trains all target layers of a
+The MLP grid (``syncr2.synchrony.mlp_maps``) trains all target layers of a
 source layer as one batched network. This times that single batched training
 (``train_mlp_stack`` with L_B target layers) against L_B separate trainings
 of the same code with one target layer each, on float32 synthetic layers (a
@@ -21,8 +21,8 @@ import time
 import numpy as np
 import torch
 
-from syncr2.analysis.nonlinear import r2_uniform, train_mlp_stack
-from syncr2.synchrony.ridge import resolve_device
+from syncr2.synchrony.mlp_maps import r2_uniform, train_mlp_stack
+from syncr2.core.device import resolve_device
 
 LATENT = 32
 

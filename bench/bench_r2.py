@@ -30,7 +30,8 @@ import time
 import numpy as np
 import torch
 
-from syncr2.synchrony.ridge import layer_pair_r2_streamed, resolve_device
+from syncr2.core.device import resolve_device
+from syncr2.synchrony.ridge import layer_pair_r2_streamed
 
 LATENT = 64
 

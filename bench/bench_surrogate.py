@@ -6,7 +6,7 @@
 Both ways compute the same R null grids (L_A x L_B) of one split, where draw r
 permutes the target rows within the train part and within the test part:
 
-* reuse: ``syncr2.analysis.surrogate.permuted_r2_grids`` (each source layer
+* reuse: ``syncr2.synchrony.permuted_grids.permuted_r2_grids`` (each source layer
   factorised once, each draw a gather of its hat matrix and one matrix product);
 * rerun: ``syncr2.synchrony.ridge.layer_pair_r2_streamed`` on physically
   permuted targets, once per draw (every hat matrix and Gram term recomputed).
@@ -25,8 +25,9 @@ import time
 import numpy as np
 import torch
 
-from syncr2.analysis.surrogate import permuted_r2_grids
-from syncr2.synchrony.ridge import layer_pair_r2_streamed, resolve_device
+from syncr2.synchrony.permuted_grids import permuted_r2_grids
+from syncr2.core.device import resolve_device
+from syncr2.synchrony.ridge import layer_pair_r2_streamed
 
 LATENT = 32
 

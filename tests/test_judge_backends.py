@@ -180,10 +180,10 @@ def test_gumbel_max_draws_from_the_softmax():
     """Oracle: the empirical frequencies of argmax(logits / T + Gumbel) match softmax(logits / T)."""
     import torch
 
-    from syncr2.social.judge_backends import PerPromptGumbel
+    from syncr2.simulation.lm import RowGumbelSampler
 
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]])
-    proc = PerPromptGumbel([123], temperature=0.7, device="cpu")
+    proc = RowGumbelSampler([123], temperature=0.7)
     draws = torch.tensor([int(proc(None, logits.clone()).argmax()) for _ in range(20000)])
     freq = torch.bincount(draws, minlength=4).double() / len(draws)
     expected = torch.softmax(logits[0].double() / 0.7, 0)

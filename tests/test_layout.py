@@ -86,3 +86,15 @@ def test_tasks_and_prompts_do_not_import_each_other():
     prompts = (PKG / "simulation" / "prompts.py").read_text()
     assert "from .prompts import" in tasks
     assert "from .tasks import" not in prompts
+
+
+def test_the_r2_step_loads_no_analysis_module():
+    """The main R2 step (``syncr2 r2``) runs on the synchrony stage alone: one ridge-map engine there."""
+    import subprocess
+    import sys
+
+    code = ("import sys, syncr2.cli, syncr2.synchrony.r2_variants, syncr2.synchrony.permuted_grids, "
+            "syncr2.synchrony.subset_grids, syncr2.synchrony.mlp_maps; "
+            "print(sorted(m for m in sys.modules if m.startswith('syncr2.analysis')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -13,7 +13,7 @@ import torch
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
-from syncr2.analysis.nonlinear import (
+from syncr2.synchrony.mlp_maps import (
     MLP_DEFAULTS,
     compute_mlp_r2_table,
     init_seed,
@@ -23,7 +23,7 @@ from syncr2.analysis.nonlinear import (
     r2_uniform,
     train_mlp_stack,
 )
-from syncr2.analysis.r2_variants import run_r2_variant
+from syncr2.synchrony.r2_variants import run_r2_variant
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split
 from syncr2.synchrony.r2table import R2_COLUMNS, r2_cube, r2_cube_layers, read_r2_table
 from syncr2.synchrony.sync import sync_r2

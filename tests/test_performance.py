@@ -320,7 +320,7 @@ def test_from_parsed_replies_and_write(tmp_path):
     back = pd.read_parquet(path)
     pd.testing.assert_frame_equal(back, table)
     assert [p.name for p in path.parent.iterdir()] == ["performance.parquet"]
-    with pytest.raises(ValueError, match="without column"):
+    with pytest.raises(ValueError, match="performance table lacks column"):
         write_performance(table.drop(columns="goal"), tmp_path / "x.parquet")
 
 

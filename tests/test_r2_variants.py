@@ -15,7 +15,7 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
 from syncr2.analysis import sensitivity as sens
-from syncr2.analysis.r2_variants import run_r2_variant, strided_layers
+from syncr2.synchrony.r2_variants import run_r2_variant, strided_layers
 from syncr2.cli import main
 from syncr2.core.conditions import DatasetError
 from syncr2.social.performance import planted_performance

@@ -11,10 +11,10 @@ from syncr2.analysis.relationships import (
     group_kfold,
     relationship_table,
     run_relationships,
-    subset_r2_grids,
 )
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split, open_by_speaker
 from syncr2.synchrony.ridge import layer_pair_r2_streamed
+from syncr2.synchrony.subset_grids import subset_r2_grids
 from syncr2.synchrony.sync import sync_r2
 from syncr2.synchrony.synthetic import SyntheticSpec, write_synthetic_shards
 

@@ -12,6 +12,7 @@ from scipy import stats
 
 from syncr2.analysis import sensitivity as sens
 from syncr2.analysis.pair_scores import pair_scores
+from syncr2.synchrony.datasets import persona_pair_groups
 from syncr2.report import sensitivity_figures as sfig
 from syncr2.synchrony.datasets import fixed_size_split
 from syncr2.synchrony.r2table import write_r2_table
@@ -290,7 +291,7 @@ def test_persona_groups_on_the_real_sotopia_tasks():
     # samples: several per task, in shuffled order, as a dataset's pairs would be
     rng = np.random.default_rng(0)
     samples = pd.DataFrame({"task_id": rng.permutation(np.repeat(tasks.task_id.to_numpy(), 3))})
-    groups = sens.persona_pair_groups(samples, tasks)
+    groups = persona_pair_groups(samples, tasks)
     # brute force: a dict from the frozenset of the two agent ids to the tasks holding them
     by_pair: dict[frozenset, set[int]] = collections.defaultdict(set)
     for tid, a, b in zip(tasks.task_id, tasks.agent1_pk, tasks.agent2_pk):
@@ -313,12 +314,12 @@ def test_persona_groups_on_the_real_sotopia_tasks():
 
 def test_persona_groups_are_unordered_and_checked():
     tasks = pd.DataFrame({"task_id": [0, 1, 2], "agent1_pk": ["a", "b", "a"], "agent2_pk": ["b", "a", "c"]})
-    groups = sens.persona_pair_groups(pd.DataFrame({"task_id": [2, 0, 1, 1]}), tasks)
+    groups = persona_pair_groups(pd.DataFrame({"task_id": [2, 0, 1, 1]}), tasks)
     assert groups[1] == groups[2] == groups[3] and groups[0] != groups[1]
     with pytest.raises(ValueError, match=r"task_id\(s\) \[7\]"):
-        sens.persona_pair_groups(pd.DataFrame({"task_id": [0, 7]}), tasks)
+        persona_pair_groups(pd.DataFrame({"task_id": [0, 7]}), tasks)
     with pytest.raises(ValueError, match="lacks column\\(s\\) agent2_pk"):
-        sens.persona_pair_groups(pd.DataFrame({"task_id": [0]}), tasks.drop(columns="agent2_pk"))
+        persona_pair_groups(pd.DataFrame({"task_id": [0]}), tasks.drop(columns="agent2_pk"))
 
 
 def test_persona_split_rows_and_table2(tmp_path):

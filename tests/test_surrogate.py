@@ -17,7 +17,6 @@ from syncr2.analysis.surrogate import (
     part_permutations,
     permutation_rng,
     permute_within,
-    permuted_r2_grids,
     read_surrogate_draws,
     read_surrogate_summary,
     run_surrogate,
@@ -27,6 +26,7 @@ from syncr2.analysis.surrogate import (
     write_surrogate_summary,
 )
 from syncr2.synchrony.datasets import ConditionDataset, build_dataset
+from syncr2.synchrony.permuted_grids import permuted_r2_grids
 from syncr2.synchrony.ridge import layer_pair_r2
 from syncr2.synchrony.sync import sync_r2
 from syncr2.synchrony.synthetic import SyntheticSpec, write_synthetic_shards

@@ -24,7 +24,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def cmd_r2(args: argparse.Namespace) -> None:
-    from .analysis.r2_variants import run_r2_variant
+    from .synchrony.r2_variants import run_r2_variant
 
     tasks = None
     if args.groups == "persona":

@@ -32,8 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
 from ..core.atomic import write_parquet
 from ..synchrony.datasets import (
@@ -42,7 +40,7 @@ from ..synchrony.datasets import (
     fixed_size_split,
     open_by_speaker,
 )
-from ..synchrony.ridge import resolve_device
+from ..synchrony.subset_grids import subset_r2_grids
 from ..synchrony.sync import sync_r2
 
 log = logging.getLogger(__name__)
@@ -53,138 +51,6 @@ RELATIONSHIP_COLUMNS = (
     "pair", "direction", "mode", "split_seed", "subsample_seed", "relationship", "relationship_name",
     "n_test", "n_available", "n_tasks", "syncr2", "syncr2_unclipped", "status",
 )
-_EPS = float(np.finfo(np.float64).eps)
-
-Folds = Sequence[tuple[np.ndarray, np.ndarray]]
-
-
-def _hat(x: torch.Tensor, train: torch.Tensor, test: torch.Tensor, alpha: float) -> torch.Tensor:
-    """(n_test, n_train) matrix P: ridge predictions = P @ (centred train targets) + train mean."""
-    xtr = x[train]
-    mean = xtr.mean(0)
-    xc, xte = xtr - mean, x[test] - mean
-    if xc.shape[1] <= xc.shape[0]:
-        system = xc.T @ xc
-        system.diagonal().add_(alpha)
-        return xte @ torch.cholesky_solve(xc.T, torch.linalg.cholesky(system))
-    system = xc @ xc.T
-    system.diagonal().add_(alpha)
-    return torch.cholesky_solve(xc @ xte.T, torch.linalg.cholesky(system)).T
-
-
-def subset_r2_grids(
-    load_source,
-    load_target,
-    n_source_layers: int,
-    n_target_layers: int,
-    folds: Folds,
-    subsets: Sequence[np.ndarray],
-    alpha: float = 0.1,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Test R2 (n_subsets, L_A, L_B) of every layer pair's ridge map on each subset of test rows.
-
-    ``load_source(l)`` / ``load_target(l)`` return (n, D) arrays; ``folds`` are
-    (train, test) row indices with disjoint test sets; each subset's rows lie in
-    the union of the test sets and are predicted by the fold that holds them
-    as test rows. R2 is scikit-learn's ``r2_score`` (uniform average over
-    target dimensions, the subset's own mean); a target dimension constant on
-    a subset scores 1 if predicted exactly (to rounding), else 0.
-    """
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    dev = resolve_device(device)
-    first = np.asarray(load_target(0))
-    n = first.shape[0]
-    fold_of = np.full(n, -1)
-    pos_in_fold = np.zeros(n, dtype=np.int64)
-    for f, (train, test) in enumerate(folds):
-        train, test = np.asarray(train), np.asarray(test)
-        if len(train) == 0 or len(test) == 0:
-            raise ValueError(f"fold {f} has an empty train or test set")
-        if (fold_of[test] >= 0).any():
-            raise ValueError(f"fold {f}'s test rows overlap an earlier fold's")
-        fold_of[test] = f
-        pos_in_fold[test] = np.arange(len(test))
-    member = []  # per fold: (n_subsets, n_test_f) 0/1 matrix
-    for f, (_, test) in enumerate(folds):
-        member.append(np.zeros((len(subsets), len(test))))
-    for s, rows in enumerate(subsets):
-        rows = np.asarray(rows)
-        if len(rows) < 2 or len(np.unique(rows)) != len(rows):
-            raise ValueError(f"subset {s} needs at least 2 distinct rows")
-        if (fold_of[rows] < 0).any():
-            raise ValueError(f"subset {s} holds rows that no fold predicts")
-        for f in np.unique(fold_of[rows]):
-            r = rows[fold_of[rows] == f]
-            member[f][s, pos_in_fold[r]] = 1.0
-    # Predict only the test rows some subset uses: the fit does not depend on the others.
-    member_t, folds_t = [], []
-    for (train, test), mem in zip(folds, member):
-        used = mem.any(0)
-        member_t.append(torch.as_tensor(mem[:, used], device=dev))
-        folds_t.append((torch.as_tensor(np.asarray(train), device=dev),
-                        torch.as_tensor(np.asarray(test)[used], device=dev)))
-
-    targets = []  # as loaded (shards give float32) on the device, upcast per use
-    weights = []  # (n_subsets, D): 1 / SS_tot of varying dims, 0 for constant ones
-    constant = []  # (n_subsets, D) bool
-    tolerance = []  # (n_subsets, D) residual below which a constant dim counts as exact
-    for b in range(n_target_layers):
-        y = np.asarray(first if b == 0 else load_target(b))
-        if y.dtype not in (np.float32, np.float64):
-            y = y.astype(np.float64)
-        if y.shape[0] != n:
-            raise ValueError(f"target layer {b}: expected {n} rows, got {y.shape[0]}")
-        targets.append(torch.as_tensor(y, device=dev))
-        w = np.zeros((len(subsets), y.shape[1]))
-        c = np.zeros_like(w, dtype=bool)
-        tol = np.zeros_like(w)
-        for s, rows in enumerate(subsets):
-            ys = y[np.asarray(rows)].astype(np.float64)
-            ss = ((ys - ys.mean(0)) ** 2).sum(0)
-            mag = np.abs(ys).max(0)
-            c[s] = ss <= len(rows) * (2.0 * len(rows) * _EPS * mag) ** 2
-            w[s, ~c[s]] = 1.0 / ss[~c[s]]
-            tol[s] = len(rows) * (2.0 * n * _EPS * np.maximum(mag, 1e-300)) ** 2
-        weights.append(torch.as_tensor(w, device=dev))
-        constant.append(torch.as_tensor(c, device=dev))
-        tolerance.append(torch.as_tensor(tol, device=dev))
-    del first
-
-    weighted = torch.zeros((len(subsets), n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
-    const_res = [torch.zeros((len(subsets), n_source_layers, int(constant[b].shape[1])), dtype=torch.float64,
-                             device=dev) if bool(constant[b].any()) else None for b in range(n_target_layers)]
-    for a in tqdm(range(n_source_layers), desc="source layers", disable=not progress, leave=False):
-        x = torch.as_tensor(np.asarray(load_source(a)), device=dev).to(torch.float64)
-        if x.shape[0] != n or not bool(torch.isfinite(x).all()):
-            raise ValueError(f"source layer {a}: expected {n} finite rows, got shape {tuple(x.shape)}")
-        for (train, test), mem in zip(folds_t, member_t):
-            if mem.shape[1] == 0:
-                continue
-            hat = _hat(x, train, test, alpha)
-            for b in range(n_target_layers):
-                y = targets[b]
-                ytr = y[train].to(torch.float64)
-                mean = ytr.mean(0)
-                resid = (y[test].to(torch.float64) - (hat @ (ytr - mean) + mean)) ** 2
-                per_subset = mem @ resid  # (n_subsets, D) residual sums of squares
-                weighted[:, a, b] += (per_subset * weights[b]).sum(1)
-                if const_res[b] is not None:
-                    const_res[b][:, a, :] += per_subset * constant[b]
-    out = torch.empty_like(weighted)
-    for b in range(n_target_layers):
-        n_dim = weights[b].shape[1]
-        n_varying = (~constant[b]).sum(1).to(torch.float64)  # (n_subsets,)
-        score = n_varying[:, None] - weighted[:, :, b]
-        if const_res[b] is not None:
-            exact = (const_res[b] <= tolerance[b][:, None, :]) & constant[b][:, None, :]
-            score = score + exact.sum(2)
-        out[:, :, b] = score / n_dim
-    return out.cpu().numpy()
-
-
 def group_kfold(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """k folds by group: groups shuffled with ``seed``, each to the fold holding the fewest samples so far."""
     groups = np.asarray(groups)

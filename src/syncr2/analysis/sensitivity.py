@@ -14,7 +14,7 @@ Pure functions over files the workflow already makes: R2 tables
   its correlation with performance against the dataset size; a size the data
   could not fill is a row with NaN values and a note, never a missing row;
 * ``persona_split`` (Table 2): SyncR2 under the original task-grouped split and
-  under a persona-disjoint split (:func:`persona_pair_groups` gives the groups).
+  under a persona-disjoint split (:func:`~syncr2.synchrony.datasets.persona_pair_groups` gives the groups).
 
 All of them go into ONE long table, ``results/summary/sensitivity.parquet``
 (:func:`write_sensitivity` / :func:`read_sensitivity`). Column contract
@@ -555,45 +555,6 @@ def _insufficient_family_rows(expected: Iterable[str], families: Mapping[str, st
 
 
 # ---------------------------------------------------------------- 4. persona-disjoint split (Table 2)
-
-def persona_pair_table(tasks: pd.DataFrame) -> pd.DataFrame:
-    """Per task: ``task_id``, ``persona_pair`` (the two agent pks, sorted, joined by "|") and its ``group`` code.
-
-    Codes number the distinct unordered persona pairs in sorted order, so they
-    do not depend on the order of the tasks.
-    """
-    missing = [c for c in ("task_id", "agent1_pk", "agent2_pk") if c not in tasks.columns]
-    if missing:
-        raise ValueError(f"tasks table lacks column(s) {', '.join(missing)} (results/tasks.parquet has them)")
-    dup = tasks["task_id"].duplicated()
-    if dup.any():
-        raise ValueError(f"tasks table lists task_id {tasks.loc[dup, 'task_id'].iloc[0]} more than once")
-    key = ["|".join(sorted((str(a), str(b)))) for a, b in zip(tasks["agent1_pk"], tasks["agent2_pk"])]
-    codes = {k: i for i, k in enumerate(sorted(set(key)))}
-    return pd.DataFrame({"task_id": tasks["task_id"].to_numpy(), "persona_pair": key,
-                         "group": np.array([codes[k] for k in key], dtype=np.int64)})
-
-
-def persona_pair_groups(pairs: pd.DataFrame, tasks: pd.DataFrame) -> np.ndarray:
-    """Each sample's group for a persona-disjoint split: its task's UNORDERED persona pair.
-
-    ``pairs`` has one row per sample with ``task_id`` (a
-    :class:`~syncr2.synchrony.datasets.ConditionDataset`'s ``pairs``);
-    ``tasks`` has ``task_id``, ``agent1_pk``, ``agent2_pk``. Tasks that share
-    their two personas (in either role) share a group, so
-    :func:`~syncr2.synchrony.datasets.fixed_size_split` with these groups puts
-    no persona pair in both train and test. Sotopia's 450 tasks form 93 groups.
-    """
-    if "task_id" not in pairs.columns:
-        raise ValueError("sample table lacks column 'task_id'")
-    table = persona_pair_table(tasks).set_index("task_id")["group"]
-    ids = pairs["task_id"].to_numpy()
-    unknown = sorted(set(ids.tolist()) - set(table.index.tolist()))
-    if unknown:
-        raise ValueError(f"task_id(s) {unknown[:10]}{' ...' if len(unknown) > 10 else ''} of the samples are not "
-                         f"in the tasks table; use the tasks table of the same run (results/tasks.parquet)")
-    return table.reindex(ids).to_numpy(dtype=np.int64)
-
 
 def persona_split_rows(
     original: Iterable[PathLike],

@@ -30,18 +30,9 @@ target never crosses the split. A stratum of one row cannot be deranged or
 shuffled: its row is left in place and counted (``n_fixed_rows``). A mode
 under which no row of a split can move raises :class:`SurrogateError`.
 
-Reuse of the factorisation. Only target rows move, so each source layer's hat
-matrix ``H`` (n_test x n_train, see ``synchrony.ridge``) is computed once. If
-train row i receives the target of train row ``p_tr[i]`` and test row k that
-of test row ``p_te[k]``, the residual equals the one of the hat matrix
-``H[inv(p_te)][:, inv(p_tr)]`` applied to the unpermuted targets, and its
-``H^T H`` term is ``(H^T H)[inv(p_tr)][:, inv(p_tr)]``. The train mean and
-the test sums of squares do not change under these permutations, so the
-per-target Gram terms of ``ridge._target_terms`` are computed once too: a
-permutation costs two gathers per source layer and one matrix product over
-all layer pairs, instead of a full refit. ``H^T H`` and the train Gram
-matrices are symmetric, so only their upper triangles are gathered and
-multiplied.
+Reuse of the factorisation: only target rows move, so each source layer's hat
+matrix and every target layer's Gram terms are computed once and a draw costs
+two gathers (``synchrony.permuted_grids``), not a refit.
 
 Permutations are reproducible: the draws of (seed, split_seed, mode) come
 from ``numpy.random.default_rng((seed, split_seed, mode_code))`` with fixed
@@ -119,11 +110,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from ..core.atomic import write_parquet
+from ..core.atomic import read_table, write_table
 from ..synchrony.datasets import ConditionDataset, build_dataset, fixed_size_split
-from ..synchrony.ridge import _as_index, _hat_matrix, _target_terms, layer_tensor, resolve_device
+from ..synchrony.permuted_grids import permuted_r2_grids
 from ..synchrony.sync import sync_r2
 
 log = logging.getLogger(__name__)
@@ -149,12 +139,6 @@ SUMMARY_COLUMNS = (
     "p_empirical", "excess", "n_perm", "n_distinct", "n_fixed_rows", "n_rows", "unmoved_frac", "note",
 )
 SCORES = {"clipped": ("syncr2", "real_syncr2"), "unclipped": ("syncr2_unclipped", "real_syncr2_unclipped")}
-
-# Gathered hat matrices of one chunk of permutations stay below this many bytes.
-DEFAULT_CHUNK_BYTES = 256 * 2**20
-# The flat gather indices of all draws are kept across source layers below this many bytes.
-DEFAULT_INDEX_BYTES = 1024 * 2**20
-
 
 class SurrogateError(ValueError):
     """A surrogate null cannot be built as asked (unknown mode, nothing to permute...)."""
@@ -264,130 +248,6 @@ def permutation_rng(seed: int, split_seed: int, mode: str) -> np.random.Generato
         if int(v) < 0:
             raise SurrogateError(f"{what} must be >= 0 (it seeds numpy's SeedSequence), got {v}")
     return np.random.default_rng((int(seed), int(split_seed), MODE_CODES[mode]))
-
-
-# --------------------------------------------------------------------------- null grids
-
-
-def permuted_r2_grids(
-    load_source: LayerLoader,
-    load_target: LayerLoader,
-    n_source_layers: int,
-    n_target_layers: int,
-    train_idx: Sequence[int] | np.ndarray,
-    test_idx: Sequence[int] | np.ndarray,
-    train_perms: np.ndarray,
-    test_perms: np.ndarray,
-    alpha: float = 0.1,
-    device: str | torch.device | None = None,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    index_bytes: int = DEFAULT_INDEX_BYTES,
-    progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The real R2 grid (L_A, L_B) and the R null grids (R, L_A, L_B) of one split.
-
-    Draw r gives train row ``train_idx[i]`` the target of row
-    ``train_idx[train_perms[r, i]]`` and test row ``test_idx[k]`` that of
-    ``test_idx[test_perms[r, k]]``; sources stay put. Each null grid equals
-    ``layer_pair_r2_streamed`` on the physically permuted targets, but every
-    source layer is factorised once and every target layer's Gram terms are
-    formed once; a draw costs one gather of the hat matrix (and of H^T H) per
-    source layer and one matrix product over the target layers. Draws are
-    processed in chunks whose gathered matrices stay below ``chunk_bytes``;
-    the gather indices of all draws are built once and reused by every source
-    layer when they fit in ``index_bytes``, else rebuilt per layer.
-    """
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    dev = resolve_device(device)
-    first = np.asarray(load_target(0))
-    n = first.shape[0]
-    train_np = _as_index(train_idx, n, "train_idx")
-    test_np = _as_index(test_idx, n, "test_idx")
-    n_tr, n_te = train_np.size, test_np.size
-    train_perms = np.asarray(train_perms, dtype=np.int64)
-    test_perms = np.asarray(test_perms, dtype=np.int64)
-    if train_perms.ndim != 2 or train_perms.shape[1] != n_tr:
-        raise ValueError(f"train_perms must have shape (R, {n_tr}), got {train_perms.shape}")
-    if test_perms.ndim != 2 or test_perms.shape != (train_perms.shape[0], n_te):
-        raise ValueError(f"test_perms must have shape ({train_perms.shape[0]}, {n_te}), got {test_perms.shape}")
-    for what, p, m in (("train_perms", train_perms, n_tr), ("test_perms", test_perms, n_te)):
-        if not (np.sort(p, axis=1) == np.arange(m)).all():
-            raise ValueError(f"every row of {what} must be a permutation of 0..{m - 1}")
-    n_perm = train_perms.shape[0]
-    # H' = H[inv(p_te)][:, inv(p_tr)]: inverse permutations index the hat matrix
-    inv_tr = torch.as_tensor(np.argsort(train_perms, axis=1), device=dev)
-    inv_te = torch.as_tensor(np.argsort(test_perms, axis=1), device=dev)
-    train = torch.as_tensor(train_np, device=dev)
-    test = torch.as_tensor(test_np, device=dev)
-
-    def to_dev(arr: np.ndarray, what: str) -> torch.Tensor:
-        return layer_tensor(arr, n, what, dev)
-
-    # H^T H and Z Z^T are symmetric: keep the upper triangle, off-diagonal terms weighted 2,
-    # which halves the Gram memory, the gathers and the products of the H^T H term.
-    tri_i, tri_j = torch.triu_indices(n_tr, n_tr, device=dev)
-    tri_flat = tri_i * n_tr + tri_j
-    tri_weight = torch.where(tri_i == tri_j, 1.0, 2.0).to(torch.float64)
-    crosses = torch.empty((n_target_layers, n_te * n_tr), dtype=torch.float64, device=dev)
-    grams = torch.empty((n_target_layers, tri_flat.numel()), dtype=torch.float64, device=dev)
-    err = torch.empty(n_target_layers, dtype=torch.float64, device=dev)
-    n_var, const, dims = torch.empty_like(err), torch.empty_like(err), torch.empty_like(err)
-    for b in range(n_target_layers):
-        terms = _target_terms(to_dev(first if b == 0 else load_target(b), f"target layer {b}"), train, test)
-        crosses[b] = terms.cross.reshape(-1)
-        grams[b] = terms.gram.reshape(-1)[tri_flat] * tri_weight
-        err[b], n_var[b], const[b], dims[b] = terms.err_norm, terms.n_varying, terms.constant_score, terms.dim
-        del terms
-    del first
-
-    # Gathers index the flattened H and H^T H with flat indices built once per draw: a
-    # one-call take is far faster on CPU than torch's two-axis fancy indexing. The indices
-    # of all draws are kept across source layers when they fit in ``index_bytes``.
-    per_draw = 8 * (n_te * n_tr + tri_flat.numel())  # gathered values (and, alike, their int64 indices)
-    chunk = max(1, min(n_perm, int(chunk_bytes // per_draw)))
-    keep_indices = n_perm * per_draw <= index_bytes
-    cached: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def indices(lo: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if lo in cached:
-            return cached[lo]
-        it, ie = inv_tr[lo:lo + chunk], inv_te[lo:lo + chunk]
-        if dev.type == "cpu":  # numpy's take beats torch's indexing several times on CPU
-            it_np, ie_np = it.numpy(), ie.numpy()
-            flat_hat = torch.from_numpy((ie_np[:, :, None] * n_tr + it_np[:, None, :]).reshape(len(it_np), -1))
-            sq_np = np.take(it_np, tri_i.numpy(), axis=1)
-            sq_np *= n_tr
-            sq_np += np.take(it_np, tri_j.numpy(), axis=1)
-            flat_sq = torch.from_numpy(sq_np)
-        else:
-            flat_hat = (ie[:, :, None] * n_tr + it[:, None, :]).reshape(it.shape[0], -1)  # H[inv_te][:, inv_tr]
-            flat_sq = it[:, tri_i] * n_tr + it[:, tri_j]  # upper triangle of S[inv_tr][:, inv_tr]
-        if keep_indices:
-            cached[lo] = (flat_hat, flat_sq)
-        return flat_hat, flat_sq
-
-    real = torch.empty((n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
-    null = torch.empty((n_perm, n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
-    for a in tqdm(range(n_source_layers), desc="source layers", disable=not progress, leave=False):
-        hat = _hat_matrix(to_dev(load_source(a), f"source layer {a}"), train, test, alpha).contiguous()
-        sq = hat.T @ hat
-        resid = err - 2.0 * (crosses @ hat.reshape(-1)) + grams @ sq.reshape(-1)[tri_flat]
-        real[a] = (n_var - resid + const) / dims
-        for lo in range(0, n_perm, chunk):
-            flat_hat, flat_sq = indices(lo)
-            hats, sqs = _take(hat, flat_hat), _take(sq, flat_sq)
-            resid = err[:, None] - 2.0 * (crosses @ hats.T) + grams @ sqs.T  # (L_B, c)
-            null[lo:lo + chunk, a] = ((n_var[:, None] - resid + const[:, None]) / dims[:, None]).T
-            del hats, sqs
-    return real.cpu().numpy(), null.cpu().numpy()
-
-
-def _take(m: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-    """``m.reshape(-1)[flat]``; on CPU through numpy's take (zero-copy views), several times faster."""
-    if m.device.type != "cpu":
-        return torch.take(m, flat)
-    return torch.from_numpy(np.take(m.contiguous().numpy().reshape(-1), flat.numpy()))
 
 
 @dataclass
@@ -677,43 +537,24 @@ def summarize_surrogate(draws: pd.DataFrame, combine: bool = True) -> pd.DataFra
 # --------------------------------------------------------------------------- files
 
 
-def _check_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, path: str | os.PathLike[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise SurrogateError(f"{path}: {what} lacks column(s) {', '.join(missing)}")
-
-
 def write_surrogate_draws(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a draws table atomically (Parquet)."""
-    _check_columns(frame, DRAWS_COLUMNS, "surrogate draws table", path)
-    return write_parquet(frame[list(DRAWS_COLUMNS)], path)
+    return write_table(frame, path, DRAWS_COLUMNS, "surrogate draws table", SurrogateError, only=True)
 
 
 def read_surrogate_draws(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A draws table; errors name the file and the missing column."""
-    frame = _read(path, "surrogate draws table")
-    _check_columns(frame, DRAWS_COLUMNS, "surrogate draws table", path)
-    return frame
+    return read_table(path, DRAWS_COLUMNS, "surrogate draws table", SurrogateError)
 
 
 def write_surrogate_summary(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write a summary table atomically (Parquet)."""
-    _check_columns(frame, SUMMARY_COLUMNS, "surrogate summary", path)
-    return write_parquet(frame[list(SUMMARY_COLUMNS)], path)
+    return write_table(frame, path, SUMMARY_COLUMNS, "surrogate summary", SurrogateError, only=True)
 
 
 def read_surrogate_summary(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A summary table; errors name the file and the missing column."""
-    frame = _read(path, "surrogate summary")
-    _check_columns(frame, SUMMARY_COLUMNS, "surrogate summary", path)
-    return frame
-
-
-def _read(path: str | os.PathLike[str], what: str) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for missing or truncated files
-        raise SurrogateError(f"{path}: not a readable {what}: {exc}") from exc
+    return read_table(path, SUMMARY_COLUMNS, "surrogate summary", SurrogateError)
 
 
 def summarize_surrogate_files(paths: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str] | None = None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,3 +38,34 @@ def write_parquet(frame: "pd.DataFrame", path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
     return Path(path)
+
+
+def require_columns(frame: "pd.DataFrame", columns: Sequence[str], what: str, path: str | os.PathLike[str],
+                    error: type[Exception] = ValueError) -> None:
+    """Raise ``error`` naming the file, the table and the missing columns, if any of ``columns`` is missing."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise error(f"{path}: {what} lacks column(s) {', '.join(missing)}")
+
+
+def write_table(frame: "pd.DataFrame", path: str | os.PathLike[str], columns: Sequence[str], what: str,
+                error: type[Exception] = ValueError, only: bool = False) -> Path:
+    """The one table writer: check ``columns`` (:func:`require_columns`), then :func:`write_parquet`.
+
+    ``only``: write exactly ``columns``, in that order (the contract), dropping any other.
+    """
+    require_columns(frame, columns, what, path, error)
+    return write_parquet(frame[list(columns)] if only else frame, path)
+
+
+def read_table(path: str | os.PathLike[str], columns: Sequence[str], what: str,
+               error: type[Exception] = ValueError) -> "pd.DataFrame":
+    """A Parquet table written by :func:`write_table`; errors name the file and what is wrong with it."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for missing or truncated files
+        raise error(f"{path}: not a readable {what}: {exc}") from exc
+    require_columns(frame, columns, what, path, error)
+    return frame

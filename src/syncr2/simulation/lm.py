@@ -53,6 +53,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.device import resolve_device
 from .prefix_cache import BatchLayout, PrefixStore
 
 log = logging.getLogger(__name__)
@@ -213,19 +214,6 @@ def without_cache_implementation(gen_cfg: Any) -> Any:
     out = copy.deepcopy(gen_cfg)
     out.cache_implementation = None
     return out
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> the current CUDA device if there is one, else CPU; ``cuda`` -> the current CUDA device."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but CUDA is not available")
-        if dev.index is None:
-            dev = torch.device("cuda", torch.cuda.current_device())
-    return dev
 
 
 def find_decoder_blocks(model: nn.Module) -> nn.ModuleList:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..core.atomic import write_parquet
+from ..core.atomic import read_table, write_table
 from .presets import PromptPreset
 from .prompts import (
     draw_reader_names,
@@ -338,22 +338,12 @@ def tasks_frame(
 
 def write_tasks(tasks_df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the task table as Parquet, atomically (no half-written file under the final name)."""
-    missing = [c for c in TASK_COLUMNS if c not in tasks_df.columns]
-    if missing:
-        raise TaskDataError(f"{path}: refusing to write a task table without column(s) {', '.join(missing)}")
-    write_parquet(tasks_df, path)
-    return Path(path)
+    return write_table(tasks_df, path, TASK_COLUMNS, "task table", TaskDataError)
 
 
 def read_tasks(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The task table written by :func:`write_tasks`; errors name the file and the missing column."""
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for missing or truncated files
-        raise TaskDataError(f"{path}: not a readable task table: {exc}") from exc
-    missing = [c for c in TASK_COLUMNS if c not in frame.columns]
-    if missing:
-        raise TaskDataError(f"{path}: task table lacks column(s) {', '.join(missing)}")
+    frame = read_table(path, TASK_COLUMNS, "task table", TaskDataError)
     if frame["task_id"].duplicated().any():
         dup = int(frame.loc[frame["task_id"].duplicated(), "task_id"].iloc[0])
         raise TaskDataError(f"{path}: task id {dup} appears more than once")

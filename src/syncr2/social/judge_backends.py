@@ -319,40 +319,15 @@ def checkpoint_fingerprint(path: str, revision: str | None = None) -> str:
 
 def prompt_seed(messages: Messages, seed: int) -> int:
     """A sampling seed of one prompt: the same prompt and seed draw the same reply in any batch."""
-    import hashlib
-
     digest = hashlib.sha256(f"{seed}:{canonical_json(list(messages))}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-class PerPromptGumbel:
-    """Sampling at a temperature as greedy decoding of logits / T + Gumbel noise, one generator per row.
-
-    argmax(logits / T + G) with G ~ Gumbel(0, 1) is a draw from softmax(logits / T),
-    so the greedy ``generate`` samples; each row draws from its own seeded
-    generator, so a reply does not depend on which prompts share its batch.
-    """
-
-    def __init__(self, seeds: Sequence[int], temperature: float, device: Any) -> None:
-        import torch
-
-        self.temperature = float(temperature)
-        self.generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-        self.device = device
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        u = torch.stack([torch.rand(scores.shape[1], generator=g, dtype=torch.float64) for g in self.generators])
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
-        return scores / self.temperature + gumbel.to(device=scores.device, dtype=scores.dtype)
 
 
 class HFLocalBackend(JudgeBackend):
     """In-process generation of a local (or cached hub) checkpoint: greedy, or seeded sampling.
 
     ``temperature`` > 0 samples with one generator per prompt, seeded from the
-    prompt and ``seed`` (:class:`PerPromptGumbel`), so replies are reproducible
+    prompt and ``seed`` (the simulation's ``RowGumbelSampler``), so replies are reproducible
     and independent of batching.
 
     The model is loaded on the first :meth:`complete` call, so a rerun that
@@ -468,6 +443,8 @@ class HFLocalBackend(JudgeBackend):
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
+        from ..simulation.lm import RowGumbelSampler
+
         lm = self.lm
         ids = lm.tokenize([self.render(m) for m in batch])
         width = max(len(r) for r in ids)
@@ -487,8 +464,7 @@ class HFLocalBackend(JudgeBackend):
             proc = self._constraint.processor(len(ids), width)
             processors.append(proc)
         if self.temperature > 0:  # after the constraint: its -inf stay -inf
-            processors.append(PerPromptGumbel(
-                [prompt_seed(m, self.seed) for m in batch], self.temperature, lm.device))
+            processors.append(RowGumbelSampler([prompt_seed(m, self.seed) for m in batch], self.temperature))
         from ..simulation.prefix_cache import growing_cache
 
         with torch.inference_mode():  # a growing cache: no copy of the long judge prompt's cache per step

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.atomic import write_parquet
+from ..core.atomic import write_table
 from .judge_prompt import DIMENSIONS, RANGES
 
 log = logging.getLogger(__name__)
@@ -277,11 +277,7 @@ def performance_from_ordered(
 
 def write_performance(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the performance table as Parquet, atomically; refuses a table without its columns."""
-    missing = [c for c in PERFORMANCE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: refusing to write a performance table without column(s) {', '.join(missing)}")
-    write_parquet(frame, path)
-    return Path(path)
+    return write_table(frame, path, PERFORMANCE_COLUMNS, "performance table")
 
 
 def planted_performance(

@@ -1,4 +1,4 @@
-"""The all-layer-pairs ridge R2 engine.
+"""The ridge-map engine: its kernels and the all-layer-pairs R2 grid.
 
 For one dataset (source representations X of shape (n, L_A, D_A), target
 representations Y of shape (n, L_B, D_B), a train/test split) we need the
@@ -28,7 +28,13 @@ predicts such a dimension exactly only when it is also constant, with the
 same value, on the train set. "Constant" allows for float rounding: a column
 of identical values such as -7.77 has a computed sum of squares of ~1e-29,
 not 0, because its mean is rounded, and dividing by that would give a
-meaningless score of order 1e20 (see ``_constant_columns``).
+meaningless score of order 1e20 (see :func:`constant_columns`).
+
+The kernels are public and named after their math (:func:`hat_matrix`,
+:func:`target_terms` for the Gram terms, :func:`constant_columns`); the
+permuted grids of the surrogate null (:mod:`.permuted_grids`), the row-subset
+grids of relationship closeness (:mod:`.subset_grids`) and the MLP maps
+(:mod:`.mlp_maps`) build on them (docs/protocol.md, "Ridge maps and SyncR2").
 """
 
 from __future__ import annotations
@@ -41,22 +47,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..core.device import resolve_device
+
 log = logging.getLogger(__name__)
 
 LayerLoader = Callable[[int], np.ndarray]
 
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/"auto" -> CUDA when available, else CPU; otherwise as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
-    return dev
+__all__ = [
+    "EPS", "LayerLoader", "TargetTerms", "as_index", "check_layer_stacks", "constant_columns", "hat_matrix",
+    "layer_pair_r2", "layer_pair_r2_streamed", "layer_tensor", "resolve_device", "split_tensors", "StackedTerms",
+    "stacked_target_terms", "target_terms",
+]
 
 
-def _as_index(idx: Sequence[int] | np.ndarray, n: int, name: str) -> np.ndarray:
+def as_index(idx: Sequence[int] | np.ndarray, n: int, name: str) -> np.ndarray:
     arr = np.asarray(idx, dtype=np.int64)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D index array")
@@ -67,7 +71,7 @@ def _as_index(idx: Sequence[int] | np.ndarray, n: int, name: str) -> np.ndarray:
 
 
 @dataclass
-class _TargetTerms:
+class TargetTerms:
     """Per-target-layer quantities, independent of the source layer."""
 
     cross: torch.Tensor  # E Z^T, (n_test, n_train)
@@ -78,10 +82,11 @@ class _TargetTerms:
     dim: int
 
 
-_EPS = float(np.finfo(np.float64).eps)
+#: float64 machine epsilon: the unit of every "constant up to rounding" tolerance.
+EPS = float(np.finfo(np.float64).eps)
 
 
-def _constant_columns(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def constant_columns(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Column means, sums of squares about them, and which columns count as constant.
 
     A column counts as constant when its sum of squares is within float64
@@ -95,14 +100,15 @@ def _constant_columns(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     n = y.shape[0]
     mean = y.mean(0)
     ss = ((y - mean) ** 2).sum(0)
-    tol = n * (2.0 * n * _EPS * y.abs().amax(0)) ** 2
+    tol = n * (2.0 * n * EPS * y.abs().amax(0)) ** 2
     return mean, ss, ss <= tol
 
 
-def _target_terms(y: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> _TargetTerms:
+def target_terms(y: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> TargetTerms:
+    """One target layer's Gram terms ``E Z^T`` and ``Z Z^T``, ``||E||^2`` and its constant columns' scores."""
     ytr, yte = y[train], y[test]
-    mean_tr, _, tr_const = _constant_columns(ytr)
-    mean_te, ss_tot, const = _constant_columns(yte)
+    mean_tr, _, tr_const = constant_columns(ytr)
+    mean_te, ss_tot, const = constant_columns(yte)
     varying = ~const
     # sklearn (force_finite): a constant test dimension scores 1 when predicted
     # exactly, else 0. The ridge prediction of a dimension is its train mean iff
@@ -112,13 +118,13 @@ def _target_terms(y: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> _
     if bool(const.any()):
         n_all = ytr.shape[0] + yte.shape[0]
         mag = torch.maximum(ytr[:, const].abs().amax(0), yte[:, const].abs().amax(0))
-        same = (mean_tr[const] - mean_te[const]).abs() <= 2.0 * n_all * _EPS * mag
+        same = (mean_tr[const] - mean_te[const]).abs() <= 2.0 * n_all * EPS * mag
         constant_score = float((tr_const[const] & same).sum())
     scale = torch.zeros_like(ss_tot)
     scale[varying] = ss_tot[varying].rsqrt()
     z = (ytr - mean_tr) * scale
     e = (yte - mean_tr) * scale
-    return _TargetTerms(
+    return TargetTerms(
         cross=e @ z.T,
         gram=z @ z.T,
         err_norm=float((e * e).sum()),
@@ -128,7 +134,7 @@ def _target_terms(y: torch.Tensor, train: torch.Tensor, test: torch.Tensor) -> _
     )
 
 
-def _hat_matrix(x: torch.Tensor, train: torch.Tensor, test: torch.Tensor, alpha: float) -> torch.Tensor:
+def hat_matrix(x: torch.Tensor, train: torch.Tensor, test: torch.Tensor, alpha: float) -> torch.Tensor:
     """``P`` with test predictions = P @ (centred train targets) + train mean."""
     xtr, xte = x[train], x[test]
     mean = xtr.mean(0)
@@ -170,6 +176,78 @@ def check_layer_stacks(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.nda
     return X, Y
 
 
+@dataclass
+class StackedTerms:
+    """Every target layer's Gram terms, stacked: the R2 of all target layers for a hat matrix in one product.
+
+    ``gram`` holds the entries ``gram_positions`` of each flattened ``Z Z^T``
+    (all of them when None), already weighted; the caller passes ``H^T H``
+    flattened and taken at the same positions.
+    """
+
+    cross: torch.Tensor  # (L_B, n_test * n_train)
+    gram: torch.Tensor  # (L_B, len(gram_positions) or n_train^2)
+    err: torch.Tensor  # (L_B,) ||E||^2
+    n_varying: torch.Tensor  # (L_B,)
+    constant: torch.Tensor  # (L_B,) summed scores of constant dims
+    dims: torch.Tensor  # (L_B,)
+
+    def r2(self, hat: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+        """R2 of every target layer: (L_B,) for a flat ``hat``/``sq``, (L_B, c) for c columns of them."""
+        cols = (lambda v: v[:, None]) if hat.ndim == 2 else (lambda v: v)
+        resid = cols(self.err) - 2.0 * (self.cross @ hat) + self.gram @ sq
+        return (cols(self.n_varying) - resid + cols(self.constant)) / cols(self.dims)
+
+
+def stacked_target_terms(
+    load_target: LayerLoader,
+    n_target_layers: int,
+    train: torch.Tensor,
+    test: torch.Tensor,
+    first: np.ndarray | None = None,
+    gram_positions: torch.Tensor | None = None,
+    gram_weight: torch.Tensor | None = None,
+    progress: bool = False,
+) -> StackedTerms:
+    """:func:`target_terms` of every target layer, stacked and filled in place (one copy at peak).
+
+    ``first``: target layer 0 when the caller has loaded it already.
+    """
+    dev = train.device
+    first = np.asarray(load_target(0) if first is None else first)
+    n = first.shape[0]
+    n_tr, n_te = train.numel(), test.numel()
+    n_gram = n_tr * n_tr if gram_positions is None else gram_positions.numel()
+    cross = torch.empty((n_target_layers, n_te * n_tr), dtype=torch.float64, device=dev)
+    gram = torch.empty((n_target_layers, n_gram), dtype=torch.float64, device=dev)
+    err = torch.empty(n_target_layers, dtype=torch.float64, device=dev)
+    n_var, const, dims = torch.empty_like(err), torch.empty_like(err), torch.empty_like(err)
+    for b in tqdm(range(n_target_layers), desc="target layers", disable=not progress, leave=False):
+        arr = first if b == 0 else load_target(b)
+        terms = target_terms(layer_tensor(arr, n, f"target layer {b}", dev), train, test)
+        cross[b] = terms.cross.reshape(-1)
+        flat = terms.gram.reshape(-1)
+        gram[b] = flat if gram_positions is None else flat[gram_positions] * gram_weight
+        err[b], n_var[b], const[b], dims[b] = terms.err_norm, terms.n_varying, terms.constant_score, terms.dim
+        del terms
+    return StackedTerms(cross=cross, gram=gram, err=err, n_varying=n_var, constant=const, dims=dims)
+
+
+def split_tensors(
+    load_target: LayerLoader, train_idx: Sequence[int] | np.ndarray, test_idx: Sequence[int] | np.ndarray,
+    alpha: float, device: str | torch.device | None,
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Target layer 0 and the checked train and test indices on the resolved device (every grid starts so)."""
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    dev = resolve_device(device)
+    first = np.asarray(load_target(0))
+    n = first.shape[0]
+    train = torch.as_tensor(as_index(train_idx, n, "train_idx"), device=dev)
+    test = torch.as_tensor(as_index(test_idx, n, "test_idx"), device=dev)
+    return first, train, test
+
+
 def layer_pair_r2_streamed(
     load_source: LayerLoader,
     load_target: LayerLoader,
@@ -190,43 +268,14 @@ def layer_pair_r2_streamed(
     ``Ridge(alpha).fit(X_a[train], Y_b[train])`` scored with ``r2_score`` on
     the test rows, pair by pair.
     """
-    if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    dev = resolve_device(device)
-    first = np.asarray(load_target(0))
-    n = first.shape[0]
-    train_np = _as_index(train_idx, n, "train_idx")
-    test_np = _as_index(test_idx, n, "test_idx")
-    train = torch.as_tensor(train_np, device=dev)
-    test = torch.as_tensor(test_np, device=dev)
-
-    def to_dev(arr: np.ndarray, what: str) -> torch.Tensor:
-        return layer_tensor(arr, n, what, dev)
-
-    n_tr, n_te = train.numel(), test.numel()
-    # Stacked per-target Gram terms, filled in place so peak memory stays at one copy.
-    crosses = torch.empty((n_target_layers, n_te * n_tr), dtype=torch.float64, device=dev)
-    grams = torch.empty((n_target_layers, n_tr * n_tr), dtype=torch.float64, device=dev)
-    err = torch.empty(n_target_layers, dtype=torch.float64, device=dev)
-    n_var = torch.empty_like(err)
-    const = torch.empty_like(err)
-    dims = torch.empty_like(err)
-    for b in tqdm(range(n_target_layers), desc="target layers", disable=not progress, leave=False):
-        arr = first if b == 0 else load_target(b)
-        terms = _target_terms(to_dev(arr, f"target layer {b}"), train, test)
-        crosses[b] = terms.cross.reshape(-1)
-        grams[b] = terms.gram.reshape(-1)
-        err[b], n_var[b] = terms.err_norm, terms.n_varying
-        const[b], dims[b] = terms.constant_score, terms.dim
-        del terms
+    first, train, test = split_tensors(load_target, train_idx, test_idx, alpha, device)
+    n, dev = first.shape[0], train.device
+    terms = stacked_target_terms(load_target, n_target_layers, train, test, first=first, progress=progress)
     del first
-
     out = torch.empty((n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
     for a in tqdm(range(n_source_layers), desc="source layers", disable=not progress, leave=False):
-        hat = _hat_matrix(to_dev(load_source(a), f"source layer {a}"), train, test, alpha)
-        sq = hat.T @ hat
-        resid = err - 2.0 * (crosses @ hat.reshape(-1)) + grams @ sq.reshape(-1)
-        out[a] = (n_var - resid + const) / dims
+        hat = hat_matrix(layer_tensor(load_source(a), n, f"source layer {a}", dev), train, test, alpha)
+        out[a] = terms.r2(hat.reshape(-1), (hat.T @ hat).reshape(-1))
     log.debug("R2 grid %dx%d on %s done", n_source_layers, n_target_layers, dev)
     return out.cpu().numpy()
 

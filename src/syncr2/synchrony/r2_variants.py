@@ -32,10 +32,9 @@ import numpy as np
 import pandas as pd
 
 from ..core.conditions import DatasetError
-from ..synchrony.datasets import build_dataset, fixed_size_split
-from ..synchrony.r2table import R2_COLUMNS, compute_r2_table, write_r2_table
-from .nonlinear import MLP_DEFAULTS, compute_mlp_r2_table
-from .sensitivity import persona_pair_groups
+from .datasets import build_dataset, fixed_size_split, persona_pair_groups
+from .mlp_maps import MLP_DEFAULTS, compute_mlp_r2_table
+from .r2table import R2_COLUMNS, compute_r2_table, write_r2_table
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def run_r2_variant(
 
     ``tasks`` (the task table) is needed for ``groups="persona"``; ``mlp``
     holds MLP hyper-parameters and its ``seed`` (defaults: the paper's,
-    :data:`~syncr2.analysis.nonlinear.MLP_DEFAULTS`); ``layer_stride`` > 1
+    :data:`~syncr2.synchrony.mlp_maps.MLP_DEFAULTS`); ``layer_stride`` > 1
     keeps every s-th layer of both agents, ``layers_src`` / ``layers_tgt``
     name the layers of one side instead (MLP only: the affine grid is cheap).
     """

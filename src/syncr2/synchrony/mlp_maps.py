@@ -1,4 +1,4 @@
-"""Nonlinear maps between agents' layers: the one-hidden-layer MLP of Table 5.
+"""The MLP variant of the map engine: the one-hidden-layer MLP maps of Table 5.
 
 docs/analyses.md, "MLP maps". The affine maps of the main analysis may miss
 synchrony that a nonlinear read-out would find, so the paper repeats the
@@ -46,15 +46,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..synchrony.datasets import ConditionDataset, fixed_size_split
-from ..synchrony.r2table import grid_rows
-from ..synchrony.ridge import (
-    LayerLoader,
-    _as_index,
-    _constant_columns,
-    check_layer_stacks,
-    resolve_device,
-)
+from .datasets import ConditionDataset, fixed_size_split
+from .r2table import grid_rows
+from ..core.device import resolve_device
+from .ridge import EPS, LayerLoader, as_index, check_layer_stacks, constant_columns
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +61,6 @@ _GRID_OPTIONS = (*MLP_DEFAULTS, "target_chunk")
 
 _INIT_TAG = 0x6D6C7031  # fixed tags keep the init and order streams apart
 _ORDER_TAG = 0x6D6C7032
-_EPS = float(np.finfo(np.float64).eps)
 
 
 def _derive_seed(*entropy: int) -> int:
@@ -251,13 +245,13 @@ def r2_uniform(y_true: np.ndarray | torch.Tensor, y_pred: np.ndarray | torch.Ten
     if yt.shape != yp.shape or yt.ndim != 2:
         raise ValueError(f"y_true {tuple(yt.shape)} and y_pred {tuple(yp.shape)} must be equal (n, D) shapes")
     n = yt.shape[0]
-    _, ss_tot, const = _constant_columns(yt)
+    _, ss_tot, const = constant_columns(yt)
     ss_res = (yt - yp).square().sum(0)
     scores = torch.empty_like(ss_tot)
     varying = ~const
     scores[varying] = 1.0 - ss_res[varying] / ss_tot[varying]
     if bool(const.any()):
-        tol = n * (2.0 * n * _EPS * yt[:, const].abs().amax(0)) ** 2
+        tol = n * (2.0 * n * EPS * yt[:, const].abs().amax(0)) ** 2
         scores[const] = (ss_res[const] <= tol).to(torch.float64)
     return float(scores.mean())
 
@@ -327,8 +321,8 @@ def mlp_pair_r2_streamed(
 
     first = checked(load_target(tgt_layers[0]), f"target layer {tgt_layers[0]}", None)
     n = first.shape[0]
-    train = _as_index(train_idx, n, "train_idx")
-    test = _as_index(test_idx, n, "test_idx")
+    train = as_index(train_idx, n, "train_idx")
+    test = as_index(test_idx, n, "test_idx")
     y_train = torch.empty((len(tgt_layers), len(train), first.shape[1]), dtype=torch.float32, device=dev)
     y_test: list[torch.Tensor] = []
     for j, b in enumerate(tgt_layers):
