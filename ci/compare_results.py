@@ -45,8 +45,8 @@ def column_difference(name: str, a: pd.Series, b: pd.Series, atol: float) -> str
             return None
         worst = int(np.nanargmax(np.where(close, 0.0, np.abs(x - y)))) if np.isfinite(x - y).any() else 0
         return f"column {name}: {int((~close).sum())} of {len(x)} values differ (row {worst}: {x[worst]!r} vs {y[worst]!r})"
-    left = a.map(_plain).tolist()
-    right = b.map(_plain).tolist()
+    left = [_plain(v) for v in a.tolist()]
+    right = [_plain(v) for v in b.tolist()]
     if left == right:
         return None
     bad = next(i for i, (u, v) in enumerate(zip(left, right)) if u != v)

@@ -44,5 +44,7 @@ def smollm2_checkpoint(smollm2_gguf, tmp_path_factory) -> Path:
     from syncr2.cli import main
 
     out = tmp_path_factory.mktemp("models") / "smollm2"
-    assert main(["build-model", "--gguf", json.dumps(SMOL), "--model-key", "smollm2", "--out", str(out)]) == 0
+    settings = {"key": "smollm2", "sha256": SMOL["sha256"], "chat_template": None}
+    assert main(["build-model", "--settings", json.dumps(settings), "--runtime", json.dumps({"source": SMOL}),
+                 "--out", "model", str(out)]) == 0
     return out

@@ -101,23 +101,32 @@ def test_samples_per_episode_counts_the_real_pairs(max_turns, lag, direction):
     assert samples_per_episode(max_turns, direction, lag) == len(pair_turns(turns, turns, direction, lag))
 
 
-def test_cli_help_text_and_defaults_for_every_option():
+def test_cli_is_a_table_of_steps_with_named_files():
+    """Every subcommand comes from STEPS, documents its files, and takes the same four options."""
     import argparse
 
-    from syncr2.cli import build_parser
+    from syncr2.cli import STEPS, build_parser
 
     parser = build_parser()
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert subs.choices
+    assert set(subs.choices) == set(STEPS)
     for name, sub in subs.choices.items():
-        text = sub.format_help()
-        for action in sub._actions:
-            if isinstance(action, argparse._HelpAction):
-                continue
-            assert action.help, f"syncr2 {name} {action.option_strings}: no help text"
-            assert ("(default:" in sub.formatter_class(name)._get_help_string(action)
-                    or action.required), (name, action.option_strings)
-        assert "(default: 0.2)" in text or name not in ("r2", "check-sizes")
+        text = " ".join(sub.format_help().split())
+        assert STEPS[name].help.split()[0] in text
+        for file in (*STEPS[name].inputs, *STEPS[name].outputs):
+            assert file in text, (name, file)
+        options = {o for a in sub._actions for o in a.option_strings if not isinstance(a, argparse._HelpAction)}
+        assert options == {"--settings", "--runtime", "--in", "--out", "--no-progress"}, (name, options)
+        assert all(a.help for a in sub._actions), name
+
+
+def test_cli_names_a_missing_or_unknown_file(tmp_path, caplog):
+    from syncr2.cli import main
+
+    assert main(["sync", "--settings", '{"sync": {"top_k": 1, "clip": true}}', "--in", "tables", "x.parquet"]) == 2
+    assert "sync: --out summary needs exactly one path" in caplog.text
+    assert main(["sync", "--in", "table", "x.parquet"]) == 2
+    assert "sync: --in table is not one of its files (tables)" in caplog.text
 
 
 def test_canonical_json_is_one_text_per_meaning():

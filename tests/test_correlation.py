@@ -16,6 +16,7 @@ from syncr2.analysis.correlation import (
     run_correlation,
 )
 from syncr2.analysis.pair_scores import pair_scores
+from syncr2.core.settings import PairNaming, Statistics
 
 ORDER = ["M1", "M2", "M3", "L2", "L3", "L3.2"]
 FAMILIES = {"M1": "Mistral", "M2": "Mistral", "M3": "Mistral", "L2": "Llama", "L3": "Llama", "L3.2": "Llama"}
@@ -166,8 +167,9 @@ def test_run_correlation_writes_parquets(tmp_path):
     sync, perf = _inputs(ORDER)
     sync.to_parquet(tmp_path / "synchrony.parquet")
     perf.to_parquet(tmp_path / "performance.parquet")
-    paths = run_correlation(tmp_path / "synchrony.parquet", tmp_path / "performance.parquet", FAMILIES, ORDER,
-                            ABILITIES, tmp_path / "out")
+    paths = run_correlation(tmp_path / "synchrony.parquet", tmp_path / "performance.parquet",
+                            PairNaming(FAMILIES, ORDER, {}, "Mistral"), Statistics("clipped", 3, 4, ABILITIES),
+                            tmp_path / "out")
     assert [p.name for p in paths] == ["pair_scores.parquet", "correlation.parquet", "partial_correlation.parquet"]
     assert len(pd.read_parquet(paths[0])) == 21
     corr = pd.read_parquet(paths[1])

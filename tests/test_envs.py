@@ -32,11 +32,17 @@ def test_envs_pin_the_pyproject_versions():
         assert any(line.startswith("-e ..") for line in pip), "the env installs this package"
 
 
-def test_every_rule_names_a_conda_env_that_exists():
+def test_every_rule_takes_its_conda_env_from_its_placement():
+    """One decision per rule: env(X) and placement(X, ...) get the same X, so a GPU job gets the GPU env."""
+    common = (REPO / "workflow" / "rules" / "common.smk").read_text()
+    for kind in ("gpu", "cpu"):
+        assert f'"../../envs/{kind}.yaml"' in common
+        assert (REPO / "envs" / f"{kind}.yaml").is_file()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
-        n_rules = len(re.findall(r"^rule \w+:", text, re.M))
-        envs = re.findall(r'conda:\n\s+"([^"]+)"', text)
-        assert len(envs) == n_rules, smk
-        for env in envs:
-            assert (smk.parent / env).resolve().is_file(), env
+        rules = re.split(r"^(?=rule \w+:)", text, flags=re.M)[1:]
+        for rule in rules:
+            name = rule.split(":")[0]
+            env = re.search(r"conda:\n\s+env\(([^)]*)\)", rule)
+            place = re.search(r"\*\*placement\(([^,)]*)", rule)
+            assert env and place and env.group(1) == place.group(1), (smk.name, name)

@@ -299,8 +299,10 @@ def test_dry_run_converts_the_gguf_model_before_simulating(tmp_path):
     assert jobs.index("convert_gguf") < jobs.index("simulate")
     convert = text[text.index("rule convert_gguf:"):]
     assert "output: results/models/smollm2" in convert.split("\n\n")[0]
-    assert f'--gguf \'{json.dumps(SMOL, sort_keys=True, separators=(",", ":"))}\' --model-key smollm2' in text
-    assert "--chat-template-json null --out results/models/smollm2" in text
+    settings = json.dumps({"chat_template": None, "key": "smollm2", "sha256": SMOL["sha256"]}, sort_keys=True,
+                          separators=(",", ":"))
+    source = json.dumps({"source": SMOL}, sort_keys=True, separators=(",", ":"))
+    assert f"--settings '{settings}' --runtime '{source}' --out model results/models/smollm2" in text
     simulate = text[text.index("rule simulate:"):]
     assert "results/models/smollm2" in simulate.split("\n\n")[0]
 

@@ -23,6 +23,7 @@ from syncr2.synchrony.mlp_maps import (
     r2_uniform,
     train_mlp_stack,
 )
+from syncr2.core.settings import MLP, Split
 from syncr2.synchrony.r2_variants import run_r2_variant
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split
 from syncr2.synchrony.r2table import R2_COLUMNS, r2_cube, r2_cube_layers, read_r2_table
@@ -194,8 +195,8 @@ def test_table_contract_sync_and_sklearn(synthetic_shards, tmp_path):
 
 
 def test_mlp_variant_writes_table(synthetic_shards, tmp_path):
-    out = run_r2_variant(synthetic_shards, "experimental", "BtoA", 100, [0], tmp_path / "mlp.parquet",
-                         pair="synth-a__synth-b", map_kind="mlp", mlp=FAST, layers_tgt=[0, 2], device="cpu",
+    out = run_r2_variant(synthetic_shards, "experimental", "BtoA", Split(100, 0.2, [0]), tmp_path / "mlp.parquet",
+                         pair="synth-a__synth-b", mlp=MLP(**FAST), layers_tgt=[0, 2], device="cpu",
                          progress=False)
     table, meta = read_r2_table(out)
     assert meta["map"] == "mlp" and meta["pair"] == "synth-a__synth-b"

@@ -8,6 +8,8 @@ and the split's own group membership.
 from __future__ import annotations
 
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,6 +20,8 @@ from syncr2.analysis import sensitivity as sens
 from syncr2.synchrony.r2_variants import run_r2_variant, strided_layers
 from syncr2.cli import main
 from syncr2.core.conditions import DatasetError
+from syncr2.core.settings import MLP, Split
+from syncr2.core.settings import Ridge as RidgeMap
 from syncr2.social.performance import planted_performance
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split
 from syncr2.synchrony.planted_study import PlantedStudy, write_planted_block
@@ -68,8 +72,8 @@ def cube_of(path) -> np.ndarray:
 def test_persona_groups_split_whole_persona_pairs_and_match_sklearn(shards, tmp_path):
     tasks = persona_tasks()
     out = tmp_path / "persona.parquet"
-    run_r2_variant(shards["A__B"], "experimental", "AtoB", 60, [0, 1], out, pair="A__B", groups="persona",
-                   tasks=tasks, alpha=0.5, progress=False)
+    run_r2_variant(shards["A__B"], "experimental", "AtoB", Split(60, 0.2, [0, 1]), out, pair="A__B",
+                   groups="persona", tasks=tasks, ridge=RidgeMap(0.5), progress=False)
     _, meta = read_r2_table(out)
     assert meta["groups"] == "persona" and meta["map"] == "ridge" and meta["size"] == 60
     ds = build_dataset(shards["A__B"], "experimental", "AtoB")
@@ -86,10 +90,10 @@ def test_persona_groups_split_whole_persona_pairs_and_match_sklearn(shards, tmp_
 def test_a_size_the_data_cannot_fill_is_recorded_not_failed(shards, tmp_path):
     out = tmp_path / "big.parquet"
     with pytest.raises(DatasetError, match="not enough samples"):
-        run_r2_variant(shards["A__B"], "experimental", "AtoB", 5000, [0], out, progress=False)
+        run_r2_variant(shards["A__B"], "experimental", "AtoB", Split(5000, 0.2, [0]), out, progress=False)
     assert not out.exists()
-    run_r2_variant(shards["A__B"], "experimental", "AtoB", 5000, [0], out, pair="A__B", insufficient_ok=True,
-                   progress=False)
+    run_r2_variant(shards["A__B"], "experimental", "AtoB", Split(5000, 0.2, [0]), out, pair="A__B",
+                   insufficient_ok=True, progress=False)
     table, meta = read_r2_table(out)
     assert table.empty and "cannot fill size 5000" in meta["insufficient"] and meta["size"] == 5000
     filled, lacking = sens.table_status([out])
@@ -101,8 +105,8 @@ def test_a_size_the_data_cannot_fill_is_recorded_not_failed(shards, tmp_path):
 def test_mlp_layer_stride_gives_a_subset_table_that_summarizes(shards, tmp_path):
     assert strided_layers(4, 1) is None and strided_layers(4, 2) == [0, 2, 3] and strided_layers(3, 2) == [0, 2]
     out = tmp_path / "mlp.parquet"
-    run_r2_variant(shards["A__B"], "experimental", "AtoB", 60, [0, 1], out, pair="A__B", map_kind="mlp",
-                   mlp={"hidden": 16, "epochs": 20, "lr": 1e-2, "seed": 3}, layer_stride=2, progress=False)
+    run_r2_variant(shards["A__B"], "experimental", "AtoB", Split(60, 0.2, [0, 1]), out, pair="A__B",
+                   mlp=MLP(hidden=16, epochs=20, lr=1e-2, seed=3, layer_stride=2), progress=False)
     table, meta = read_r2_table(out)
     assert sorted(table.layer_src.unique()) == [0, 2] and sorted(table.layer_tgt.unique()) == [0, 2]
     assert meta["map"] == "mlp" and meta["hidden"] == 16 and meta["seed"] == 3 and meta["layers_src"] == [0, 2]
@@ -112,11 +116,11 @@ def test_mlp_layer_stride_gives_a_subset_table_that_summarizes(shards, tmp_path)
     per_seed = np.array([[max(cube[s, a, best[a]], 0.0) for a in range(2)] for s in range(2)])
     assert summary.syncr2.iloc[0] == pytest.approx(per_seed.mean(1).mean(), abs=1e-12)
     assert summary.layers_src.iloc[0] == 2 and summary.layers_tgt.iloc[0] == 2
-    with pytest.raises(ValueError, match="map 'mlp' only"):
-        run_r2_variant(shards["A__B"], "experimental", "AtoB", 60, [0], out, layer_stride=2)
+    with pytest.raises(ValueError, match="MLP maps only"):
+        run_r2_variant(shards["A__B"], "experimental", "AtoB", Split(60, 0.2, [0]), out, layers_tgt=[0])
     with pytest.raises(ValueError, match="not both"):
-        run_r2_variant(shards["A__B"], "experimental", "AtoB", 60, [0], out, map_kind="mlp", layer_stride=2,
-                       layers_tgt=[0])
+        run_r2_variant(shards["A__B"], "experimental", "AtoB", Split(60, 0.2, [0]), out,
+                       mlp=MLP(layer_stride=2), layers_tgt=[0])
 
 
 def test_sample_size_from_tables_drops_a_pair_missing_one_direction(shards, tmp_path):
@@ -128,7 +132,7 @@ def test_sample_size_from_tables_drops_a_pair_missing_one_direction(shards, tmp_
                 out = tmp_path / str(size) / pair / f"{direction}.parquet"
                 # B->A of A__A has fewer samples: make it the one that cannot fill size 80
                 fill = 10_000 if (size == 80 and pair == "A__A" and direction == "BtoA") else size
-                run_r2_variant(shards[pair], "experimental", direction, fill, [0, 1], out, pair=pair,
+                run_r2_variant(shards[pair], "experimental", direction, Split(fill, 0.2, [0, 1]), out, pair=pair,
                                insufficient_ok=True, progress=False)
                 if fill != size:  # record it as the size-80 table it stands for
                     table, meta = read_r2_table(out)
@@ -155,20 +159,27 @@ def test_cli_r2_and_sensitivity_persona_split(shards, tmp_path):
     for pair in ("A__B", "B__A"):
         for direction in ("AtoB", "BtoA"):
             o, d = tmp_path / "r2" / pair / f"{direction}.parquet", tmp_path / "persona" / pair / f"{direction}.parquet"
-            common = ["r2", "--genuine", *shards[pair], "--condition", "experimental", "--direction", direction,
-                      "--size", "60", "--split-seeds", "0", "1", "--pair", pair, "--no-progress"]
-            assert main([*common, "--out", str(o)]) == 0
-            assert main([*common, "--groups", "persona", "--tasks", str(tasks_path), "--insufficient-ok",
-                         "--out", str(d)]) == 0
+            settings = {"pair": pair, "condition": "experimental", "direction": direction,
+                        "split": {"size": 60, "test_fraction": 0.2, "split_seeds": [0, 1]}}
+            common = ["r2", "--in", "genuine", *shards[pair], "--no-progress"]
+            assert main([*common, "--settings", json.dumps(settings), "--out", "table", str(o)]) == 0
+            persona = {**settings, "groups": "persona", "insufficient_ok": True}
+            assert main([*common, "--settings", json.dumps(persona), "--in", "tasks", str(tasks_path),
+                         "--out", "table", str(d)]) == 0
             original.append(str(o))
             disjoint.append(str(d))
     out = tmp_path / "persona_split.parquet"
-    assert main(["sensitivity", "--analysis", "persona_split", "--tables", *original, "--disjoint", *disjoint,
-                 "--families", '{"A": "F", "B": "F"}', "--model-order", "A", "B", "--out", str(out)]) == 0
+    naming = {"families": {"A": "F", "B": "F"}, "model_order": ["A", "B"], "abbreviations": {},
+              "first_family": "F"}
+    statistics = {"syncr2": "clipped", "min_pairs_correlation": 3, "min_pairs_partial": 4, "abilities": {}}
+    sens_settings = {"analysis": "persona_split", "naming": naming, "statistics": statistics}
+    assert main(["sensitivity", "--settings", json.dumps(sens_settings), "--in", "tables", *original,
+                 "--in", "disjoint", *disjoint, "--out", "table", str(out)]) == 0
     rows = sens.read_sensitivity(out)
     table2 = sens.table2_frame(rows, "unclipped", "combined").set_index("pair")
     expected = summarize_tables(disjoint).query("direction == 'combined'").set_index("pair")
     for pair in ("A__B", "B__A"):
         assert table2.loc[pair, "disjoint"] == pytest.approx(expected.loc[pair, "syncr2_unclipped"])
-    assert main(["sensitivity", "--analysis", "top_k", "--families", "{}", "--model-order", "A", "B",
-                 "--out", str(tmp_path / "x.parquet")]) == 2  # names what it lacks
+    lacking = {**sens_settings, "analysis": "top_k"}
+    assert main(["sensitivity", "--settings", json.dumps(lacking), "--out", "table",
+                 str(tmp_path / "x.parquet")]) == 2  # names what it lacks

@@ -12,6 +12,7 @@ from syncr2.analysis.relationships import (
     relationship_table,
     run_relationships,
 )
+from syncr2.core.settings import Relationships, Split
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split, open_by_speaker
 from syncr2.synchrony.ridge import layer_pair_r2_streamed
 from syncr2.synchrony.subset_grids import subset_r2_grids
@@ -94,8 +95,8 @@ def test_group_kfold_partitions_tasks():
 
 def test_paper_mode_records_missing_categories(synthetic):
     _, paths, tasks = synthetic
-    table = relationship_table(paths, tasks, "sa__sb", directions=["AtoB"], mode="paper", size=150,
-                               test_fraction=0.2, split_seeds=[0, 1, 2, 3], n_subsample_seeds=2, min_samples=5)
+    table = relationship_table(paths, tasks, "sa__sb", directions=["AtoB"], mode="paper",
+                               split=Split(150, 0.2, [0, 1, 2, 3]), rel=Relationships(subsample_seeds=2, min_samples=5))
     assert list(table.columns) == list(RELATIONSHIP_COLUMNS)
     # family_member tasks come from an excluded source: never a category
     assert set(table.relationship_name) == {"stranger", "acquaintance", "friend", "romantic_relationship"}
@@ -123,8 +124,8 @@ def test_paper_mode_records_missing_categories(synthetic):
 
 def test_paper_mode_scores_match_engine_on_the_smallest_category(synthetic):
     _, paths, tasks = synthetic
-    table = relationship_table(paths, tasks, "sa__sb", directions=["BtoA"], mode="paper", size=150,
-                               test_fraction=0.2, split_seeds=[0], n_subsample_seeds=1, min_samples=5)
+    table = relationship_table(paths, tasks, "sa__sb", directions=["BtoA"], mode="paper", split=Split(150, 0.2, [0]),
+                               rel=Relationships(subsample_seeds=1, min_samples=5))
     ok = table[table.status == "ok"]
     smallest = ok[ok.n_available == ok.n_test].iloc[0]  # its subsample is the whole category
     ds = build_dataset(paths, "experimental", "BtoA")
@@ -140,8 +141,8 @@ def test_paper_mode_scores_match_engine_on_the_smallest_category(synthetic):
 
 def test_crossfit_counts_every_filtered_task(synthetic, tmp_path):
     _, paths, tasks = synthetic
-    table = relationship_table(open_by_speaker(paths, "genuine"), tasks, "sa__sb", mode="crossfit", k=5,
-                               split_seeds=[0], n_subsample_seeds=3)
+    table = relationship_table(open_by_speaker(paths, "genuine"), tasks, "sa__sb", mode="crossfit",
+                               split=Split(6500, 0.2, [0]), rel=Relationships(folds=5, subsample_seeds=3))
     assert set(table.direction) == {"AtoB", "BtoA"} and (table.status == "ok").all()
     kept = tasks[tasks.relationship != 5]
     for _, grp in table[table.subsample_seed == 0].groupby("direction"):
@@ -150,7 +151,7 @@ def test_crossfit_counts_every_filtered_task(synthetic, tmp_path):
         assert dict(counts.n_tasks) == kept.relationship.value_counts().to_dict()
         assert (grp.n_test == grp.n_available.min()).all()
     out = run_relationships({"sa__sb": paths}, _write(tasks, tmp_path), tmp_path / "rel.parquet",
-                            mode="crossfit", split_seeds=[0], n_subsample_seeds=3)
+                            mode="crossfit", split=Split(6500, 0.2, [0]), rel=Relationships(subsample_seeds=3))
     pd.testing.assert_frame_equal(pd.read_parquet(out), table)
 
 
@@ -164,7 +165,7 @@ def test_unknown_tasks_and_empty_sources_are_errors(synthetic):
     with pytest.raises(ValueError, match="not in the task table"):
         relationship_table(paths, tasks[tasks.task_id != 7], "sa__sb", directions=["AtoB"])
     with pytest.raises(ValueError, match="no samples from tasks of sources"):
-        relationship_table(paths, tasks, "sa__sb", directions=["AtoB"], sources=["sotopia_custom"])
+        relationship_table(paths, tasks, "sa__sb", directions=["AtoB"], rel=Relationships(sources=["sotopia_custom"]))
 
 
 def test_constant_target_dims_follow_sklearn():

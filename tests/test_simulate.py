@@ -1,5 +1,7 @@
 """Simulation and passive reading end to end on the tiny models and the demo tasks."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,9 +90,10 @@ def test_block_outputs_and_seed_reproducibility(env, tmp_path):
 def test_passive_reading_and_condition_dataset(env, tmp_path):
     root, paths, tasks = env
     ep, models = run(env, tmp_path)
-    rc = main(["read-passive", "--tasks", str(root / "tasks.parquet"), "--episodes", str(tmp_path / "ep.parquet"),
-               "--model1", f"tl={paths['tl']}", "--model2", f"tm={paths['tm']}",
-               "--reps-out1", str(tmp_path / "p1.parquet"), "--reps-out2", str(tmp_path / "p2.parquet")])
+    entries = [{"key": k, "path": str(paths[k]), "options": {}} for k in ("tl", "tm")]
+    rc = main(["read-passive", "--settings", json.dumps({"models": entries}),
+               "--in", "tasks", str(root / "tasks.parquet"), "--in", "episodes", str(tmp_path / "ep.parquet"),
+               "--out", "reps1", str(tmp_path / "p1.parquet"), "--out", "reps2", str(tmp_path / "p2.parquet")])
     assert rc == 0
     p1 = open_shard(tmp_path / "p1.parquet", kind="passive", model_key="tl")
     g1 = open_shard(tmp_path / "a1.parquet")

@@ -25,6 +25,7 @@ from syncr2.analysis.surrogate import (
     surrogate_draws,
     write_surrogate_summary,
 )
+from syncr2.core.settings import Split, Surrogate
 from syncr2.synchrony.datasets import ConditionDataset, build_dataset
 from syncr2.synchrony.permuted_grids import permuted_r2_grids
 from syncr2.synchrony.ridge import layer_pair_r2
@@ -317,9 +318,9 @@ def test_summary_by_hand_and_round_trip(tmp_path):
 
 def test_run_surrogate_writes_draws_and_figure(planted, tmp_path):
     out = tmp_path / "surrogate" / "p__q_experimental_BtoA.parquet"
-    draws = run_surrogate(planted, "experimental", "BtoA", size=200, split_seeds=[0, 2],
-                          modes=["pseudo_task", "shuffle_within"], n_perm=5, alpha=0.1, test_fraction=0.2,
-                          seed=3, pair="p__q", out=out, device="cpu")
+    draws = run_surrogate(planted, "experimental", "BtoA", Split(200, 0.2, [0, 2]),
+                          Surrogate(["pseudo_task", "shuffle_within"], n_perm=5, seed=3), out, pair="p__q",
+                          device="cpu")
     back = read_surrogate_draws(out)
     pd.testing.assert_frame_equal(back, draws)
     assert set(back.pair) == {"p__q"} and set(back.direction) == {"BtoA"} and len(back) == 10

@@ -1,5 +1,7 @@
 """Synthetic episodes through shards, datasets, the engine and SyncR2."""
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -37,22 +39,25 @@ def test_cli_r2_and_sync(tmp_path):
     spec = SyntheticSpec(n_tasks=60, seeds=(0,), n_turns=6)
     paths = [str(p) for p in write_synthetic_shards(spec, tmp_path / "reps")]
     for direction in ("AtoB", "BtoA"):
-        rc = main(["r2", "--genuine", *paths, "--condition", "experimental", "--direction", direction,
-                   "--size", "100", "--split-seeds", "0", "1", "--pair", "sa__sb", "--no-progress",
-                   "--out", str(tmp_path / f"r2_{direction}.parquet")])
+        settings = {"pair": "sa__sb", "condition": "experimental", "direction": direction,
+                    "split": {"size": 100, "test_fraction": 0.2, "split_seeds": [0, 1]}}
+        rc = main(["r2", "--settings", json.dumps(settings), "--in", "genuine", *paths, "--no-progress",
+                   "--out", "table", str(tmp_path / f"r2_{direction}.parquet")])
         assert rc == 0
     table, meta = read_r2_table(tmp_path / "r2_AtoB.parquet")
     assert meta["pair"] == "sa__sb" and meta["source_model"] == "synth-a" and meta["target_model"] == "synth-b"
     assert len(table) == 2 * 3 * 2 and set(table.split_seed) == {0, 1}
     direct = compute_r2_table(build_dataset(paths, "experimental", "AtoB"), 100, [0, 1], progress=False)
     np.testing.assert_allclose(table.r2.to_numpy(), direct.r2.to_numpy(), atol=1e-12)
-    assert main(["sync", "--tables", str(tmp_path / "r2_AtoB.parquet"), str(tmp_path / "r2_BtoA.parquet"),
-                 "--out", str(tmp_path / "summary.parquet")]) == 0
+    assert main(["sync", "--settings", '{"sync": {"top_k": 1, "clip": true}}', "--in", "tables",
+                 str(tmp_path / "r2_AtoB.parquet"), str(tmp_path / "r2_BtoA.parquet"),
+                 "--out", "summary", str(tmp_path / "summary.parquet")]) == 0
     summary = pd.read_parquet(tmp_path / "summary.parquet")
     assert list(summary.direction) == ["AtoB", "BtoA", "combined"]
     ab, ba, both = summary.syncr2
     assert both == (ab + ba) / 2
     # too large a sample size: a clear error and exit code 2, no output file
-    rc = main(["r2", "--genuine", *paths, "--condition", "experimental", "--direction", "AtoB",
-               "--size", "5000", "--out", str(tmp_path / "big.parquet")])
+    big = {"condition": "experimental", "direction": "AtoB", "split": {"size": 5000}}
+    rc = main(["r2", "--settings", json.dumps(big), "--in", "genuine", *paths, "--out", "table",
+               str(tmp_path / "big.parquet")])
     assert rc == 2 and not (tmp_path / "big.parquet").exists()

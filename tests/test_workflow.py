@@ -12,6 +12,7 @@ the job counts below follow from the smoke config's keys, never from the default
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -200,11 +201,19 @@ def test_sensitivity_tables_are_the_r2_rule_with_another_size_or_grouping(workdi
     shells = [b for rule, b in job_blocks(proc.stdout) if rule == "r2_table"]
     sized = next(b for b in shells if "r2_size/40" in b)
     persona = next(b for b in shells if "r2_persona" in b)
-    assert "--size 40 " in sized and "--insufficient-ok" in sized and "--groups" not in sized
-    assert f"--size {DEMO['r2']['size']} " in persona and "--groups persona --tasks results/tasks.parquet" in persona
+    sized, persona = step_settings(sized), step_settings(persona)
+    assert sized["split"]["size"] == 40 and sized["insufficient_ok"] and sized["groups"] == "task"
+    assert persona["split"]["size"] == DEMO["r2"]["size"] and persona["groups"] == "persona"
+    assert "--in tasks results/tasks.parquet" in next(b for b in shells if "r2_persona" in b)
     main = snakemake_n(workdir, "--printshellcmds", "results/r2/tiny-llama__tiny-mistral/experimental/AtoB.parquet",
                        *SMOKE_ARGS)
-    assert "--insufficient-ok" not in main.stdout and "--groups" not in main.stdout
+    table = step_settings(next(b for rule, b in job_blocks(main.stdout) if rule == "r2_table"))
+    assert not table["insufficient_ok"] and table["groups"] == "task"
+
+
+def step_settings(block: str) -> dict:
+    """The --settings JSON of a job's shell command (the rule's only param)."""
+    return json.loads(re.search(r"--settings '(\{.*?\})' --runtime", block).group(1))
 
 
 def test_complete_results_need_nothing(workdir):
@@ -363,7 +372,8 @@ def test_nested_config_numbers_are_accepted(workdir):
     counts = rule_counts(jobs)
     assert counts["simulate"] == len(PAIRS) * 1 * len(BLOCKS)
     proc = snakemake_n(workdir, "--config", "seeds=[0]", 'r2={"size": 30}', "--printshellcmds", *SMOKE_ARGS)
-    assert "--size 30 " in proc.stdout and "--test-fraction 0.2 " in proc.stdout
+    split = step_settings(next(b for rule, b in job_blocks(proc.stdout) if rule == "r2_table"))["split"]
+    assert split == {"size": 30, "split_seeds": [0, 1, 2], "test_fraction": 0.2}
     out = dry_run_fails(workdir, "--config", "seeds=[zero]", *SMOKE_ARGS)
     assert "seeds" in out and "'zero' is not of type 'integer'" in out
 

@@ -14,21 +14,13 @@ rule correlate:
     log:
         "logs/correlate.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        families=canon(FAMILIES),
-        model_order=" ".join(MODEL_ORDER),
-        abilities=canon(config.get("abilities", {})),
-        min_corr=ANALYSIS["min_pairs_correlation"],
-        min_partial=ANALYSIS["min_pairs_partial"],
-        score=ANALYSIS["syncr2"],
+        settings=settings("correlate"),
     shell:
-        "python -m syncr2 correlate --summary {input.summary} --performance {input.performance} "
-        "--families {params.families:q} --model-order {params.model_order} --abilities {params.abilities:q} "
-        "--min-pairs-correlation {params.min_corr} --min-pairs-partial {params.min_partial} --syncr2 {params.score} "
-        "--out-dir results/summary 2> {log}"
+        cli("correlate", outputs=[], extra="--out dir results/summary")
 
 
 rule check_relationship_sizes:
@@ -42,24 +34,17 @@ rule check_relationship_sizes:
             block=BLOCKS,
         ),
     output:
-        "results/checks/sample_sizes_relationships.parquet",
+        sizes="results/checks/sample_sizes_relationships.parquet",
     log:
         "logs/check_sizes/relationships.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        directions=" ".join(DIRECTIONS),
-        size=REL["size"] or R2["size"],
-        test_fraction=R2["test_fraction"],
-        split_seeds=" ".join(map(str, R2["split_seeds"])),
-        sources=" ".join(REL["sources"]),
+        settings=settings("check_relationship_sizes"),
     shell:
-        "python -m syncr2 check-sizes --analysis relationships --episodes {input.episodes} --tasks {input.tasks} "
-        "--sources {params.sources} --conditions experimental --directions {params.directions} "
-        "--size {params.size} --test-fraction {params.test_fraction} --split-seeds {params.split_seeds} "
-        "--out {output} 2> {log}"
+        cli("check-sizes")
 
 
 rule relationships:
@@ -74,45 +59,32 @@ rule relationships:
         ),
         genuine=lambda wc: rep_shards(wc.pair, "genuine"),
     output:
-        "results/relationships/{pair}.parquet",
+        table="results/relationships/{pair}.parquet",
     log:
         "logs/relationships/{pair}.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
-        device=R2["device"],
+        **placement(False, "relationships"),
     params:
-        modes=" ".join(REL["modes"]),
-        size=REL["size"] or R2["size"],
-        test_fraction=R2["test_fraction"],
-        split_seeds=" ".join(map(str, R2["split_seeds"])),
-        folds=REL["folds"],
-        subsample_seeds=REL["subsample_seeds"],
-        min_samples=REL["min_samples"],
-        sources=" ".join(REL["sources"]),
-        alpha=R2["alpha"],
-        top_k=config["sync"]["top_k"],
+        settings=settings("relationships"),
     shell:
-        "python -m syncr2 relationships --pair {wildcards.pair} --genuine {input.genuine} --tasks {input.tasks} "
-        "--modes {params.modes} --size {params.size} --test-fraction {params.test_fraction} "
-        "--split-seeds {params.split_seeds} --folds {params.folds} --subsample-seeds {params.subsample_seeds} "
-        "--min-samples {params.min_samples} "
-        "--sources {params.sources} --alpha {params.alpha} --top-k {params.top_k} --device {resources.device} "
-        "--out {output} 2> {log}"
+        cli("relationships")
 
 
 rule relationships_summary:
     """CPU job: every pair's relationship table in one."""
     input:
-        expand("results/relationships/{pair}.parquet", pair=PAIRS),
+        tables=expand("results/relationships/{pair}.parquet", pair=PAIRS),
     output:
-        "results/summary/relationships.parquet",
+        table="results/summary/relationships.parquet",
     log:
         "logs/relationships/all.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
+    params:
+        settings=settings("relationships_summary"),
     shell:
-        "python -m syncr2 concat --inputs {input} --out {output} 2> {log}"
+        cli("concat")

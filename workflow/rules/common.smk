@@ -1,17 +1,16 @@
 # Parse-time helpers: the model pairs, the task blocks, the config checks, resources.
 import re
 
+from syncr2.cli import shell_command as cli
 from syncr2.core.config import (
     canonical_json,
     check_config,
-    judge_settings,
-    lm_result_options,
-    lm_runtime_options,
     n_blocks,
     ordered_pairs,
     pair_key,
     robustness_pairs,
 )
+from syncr2.core.settings import Study, step_json
 from syncr2.report.figure_plan import planned_figures, planned_sensitivity
 from syncr2.simulation.presets import check_prompt_config
 from syncr2.simulation.tasks import count_selected_tasks
@@ -36,11 +35,6 @@ BLOCKS = list(range(n_blocks(N_TASKS, int(TASKS.get("block_size", 16)))))
 CONDITIONS = list(config["conditions"])
 DIRECTIONS = list(config["directions"])
 FIGURES = planned_figures(list(PAIRS), CONDITIONS, DIRECTIONS)
-FAMILIES = {m: spec.get("family", m) for m, spec in config["models"].items()}
-# Names unordered pairs a__b (a first) and picks Table 1's order of a same-family pair:
-# a list in the config, else the sorted keys (never the mapping's order, which is no meaning).
-MODEL_ORDER = config["analysis"].get("model_order") or sorted(config["models"])
-ABBREVIATIONS = {m: spec.get("abbreviation", m) for m, spec in config["models"].items()}
 # Robustness (workflow/rules/robustness.smk): which analyses, pairs and outputs the config asks for.
 SENSITIVITY_OUTPUTS = planned_sensitivity(config["analysis"]["sensitivity"]["analyses"])
 MLP_PAIRS = robustness_pairs(config, "nonlinear")
@@ -64,22 +58,35 @@ wildcard_constraints:
 
 RES = config.get("resources", {})
 # Sizes (mem_mb, runtime, cpus_per_task) are per rule in workflow/profiles/default
-# (or workflow/profiles/paper); the rules declare only the kind of job.
+# (or workflow/profiles/paper); a rule declares only where it runs (placement).
 
 
-def gpu_resources():
-    """A GPU job: one GPU (Slurm: --gpus=1) on the GPU partition."""
-    return dict(gpu=1, slurm_partition=RES["gpu_partition"])
+def placement(gpu, rule=None):
+    """A job's resources: one GPU on the GPU partition, or the CPU partition; and its
+    run options (STUDY.run_options: device, batches), a JSON that is never a rerun trigger.
+    """
+    res = (
+        dict(gpu=1, slurm_partition=RES["gpu_partition"])
+        if gpu
+        else dict(slurm_partition=RES["cpu_partition"])
+    )
+    options = (lambda wc: canon(STUDY.run_options(rule, wc))) if rule else "{}"
+    return {**res, "run_options": options}
 
 
-def cpu_resources():
-    """A CPU job on the CPU partition."""
-    return dict(slurm_partition=RES["cpu_partition"])
+def env(gpu):
+    """The conda environment of a job, by the same placement as its resources."""
+    return "../../envs/gpu.yaml" if gpu else "../../envs/cpu.yaml"
 
 
 def canon(value):
     """Rule params are rerun triggers: one canonical text per meaning."""
     return canonical_json(value)
+
+
+def settings(rule):
+    """A rule's only param: the canonical JSON of what its step uses (STUDY.settings)."""
+    return lambda wc: step_json(STUDY.settings(rule, wc))
 
 
 def made_here(model):
@@ -105,22 +112,12 @@ def model_inputs(wildcards):
     return [f"results/models/{m}" for m in PAIRS[wildcards.pair] if made_here(m)]
 
 
-def model_arg(wildcards, agent):
-    """KEY=PATH of agent 1's or 2's model (PATH: built directory or hub id)."""
-    model = PAIRS[wildcards.pair][agent - 1]
-    return f"{model}={model_dir(model)}"
-
-
-def lm_params(wildcards, agent):
-    """The loading options of agent 1's or 2's model that change its outputs."""
-    model = PAIRS[wildcards.pair][agent - 1]
-    return canon(lm_result_options(config["models"][model]))
-
-
-def lm_runtime(wildcards, agent):
-    """Where and in what batches agent 1's or 2's model runs: a resource, never a rerun trigger."""
-    model = PAIRS[wildcards.pair][agent - 1]
-    return canon(lm_runtime_options(config["models"][model]))
+STUDY = Study.from_config(
+    config,
+    templates=PRESET.config_section(),
+    model_dirs={m: model_dir(m) for m in config["models"]},
+    n_tasks=N_TASKS,
+)
 
 
 def rep_shards(pair, kind):
@@ -140,33 +137,19 @@ def r2_dir(size):
     return "r2" if int(size) == int(config["r2"]["size"]) else f"r2_size/{size}"
 
 
-def r2_variant(wildcards):
-    """What a sensitivity R2 table changes (its size comes from r2_size_of); "" for the main tables."""
-    if wildcards.r2dir == "r2":
-        return ""
-    if wildcards.r2dir == "r2_persona":
-        return "--groups persona --tasks results/tasks.parquet --insufficient-ok"
-    return "--insufficient-ok"
-
-
-def r2_size_of(wildcards):
-    """The dataset size of an R2 table folder (r2_size/{size}), else r2.size."""
-    head, _, size = wildcards.r2dir.partition("/")
-    return int(size) if head == "r2_size" else int(config["r2"]["size"])
-
-
 def sensitivity_inputs(wildcards):
-    """The files one sensitivity analysis reads."""
+    """The files one sensitivity analysis reads (every name of the step; [] where unused)."""
     main = expand(
         "results/r2/{pair}/experimental/{direction}.parquet",
         pair=PAIRS,
         direction=DIRECTIONS,
     )
+    files = dict(tables=[], disjoint=[], summary=[], performance=[])
     perf = "results/summary/performance.parquet"
     if wildcards.analysis == "top_k":
-        return {"tables": main, "performance": perf}
+        return {**files, "tables": main, "performance": perf}
     if wildcards.analysis == "no_clip":
-        return {"summary": "results/summary/synchrony_experimental.parquet"}
+        return {**files, "summary": "results/summary/synchrony_experimental.parquet"}
     if wildcards.analysis == "sample_size":
         sized = [
             f"results/{r2_dir(size)}/{pair}/experimental/{d}.parquet"
@@ -174,19 +157,10 @@ def sensitivity_inputs(wildcards):
             for pair in PAIRS
             for d in DIRECTIONS
         ]
-        return {"tables": sized, "performance": perf}
+        return {**files, "tables": sized, "performance": perf}
     disjoint = expand(
         "results/r2_persona/{pair}/experimental/{direction}.parquet",
         pair=PAIRS,
         direction=DIRECTIONS,
     )
-    return {"tables": main, "disjoint": disjoint}
-
-
-def sensitivity_args(wildcards, input):
-    """The input files as CLI options of `syncr2 sensitivity`."""
-    files = {name: input[name] for name in input.keys()}
-    return " ".join(
-        f"--{name} {f if isinstance(f, str) else ' '.join(f)}"
-        for name, f in files.items()
-    )
+    return {**files, "tables": main, "disjoint": disjoint}

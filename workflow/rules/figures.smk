@@ -1,3 +1,7 @@
+# Figures and tables go to reports/figures and reports/tables; every file a rule writes is declared.
+REPORT_DIRS = "--out figures reports/figures --out tables reports/tables"
+
+
 rule figures:
     """CPU job: the paper's figures 2, 3, 4a, 4b and the SyncR2 tables into reports/."""
     input:
@@ -29,14 +33,13 @@ rule figures:
     log:
         "logs/figures.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        families=canon(FAMILIES),
+        settings=settings("figures"),
     shell:
-        "python -m syncr2 figures --summary {input.summary} --tables {input.tables} "
-        "--families {params.families:q} --figures-dir reports/figures --tables-dir reports/tables 2> {log}"
+        cli("figures", outputs=[], extra=REPORT_DIRS)
 
 
 rule social_figures:
@@ -75,15 +78,15 @@ rule social_figures:
     log:
         "logs/social_figures.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        score=config["analysis"]["syncr2"],
-        abbreviations=canon(
-            {m: spec.get("abbreviation", m) for m, spec in config["models"].items()}
-        ),
+        settings=settings("social_figures"),
     shell:
-        "python -m syncr2 social-figures --summary-dir results/summary --abbreviations {params.abbreviations:q} "
-        "--syncr2 {params.score} "
-        "--figures-dir reports/figures --tables-dir reports/tables 2> {log}"
+        cli(
+            "social-figures",
+            inputs=[],
+            outputs=[],
+            extra=f"--in summaries results/summary {REPORT_DIRS}",
+        )

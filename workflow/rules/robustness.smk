@@ -5,6 +5,7 @@
 SENS = ANALYSIS["sensitivity"]
 MLP = ANALYSIS["nonlinear"]
 SUR = ANALYSIS["surrogate"]
+MLP_ON_GPU = MLP["device"] != "cpu"
 
 
 rule sensitivity_analysis:
@@ -12,38 +13,29 @@ rule sensitivity_analysis:
     input:
         unpack(sensitivity_inputs),
     output:
-        "results/sensitivity/{analysis}.parquet",
+        table="results/sensitivity/{analysis}.parquet",
     log:
         "logs/sensitivity/{analysis}.log",
     wildcard_constraints:
         analysis="top_k|no_clip|sample_size|persona_split",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        files=sensitivity_args,
-        families=canon(FAMILIES),
-        model_order=" ".join(MODEL_ORDER),
-        ks=lambda wc: (
-            f"--ks {' '.join(map(str, SENS['top_k']))}"
-            if wc.analysis == "top_k" and SENS["top_k"]
-            else ""
-        ),
-        scores=" ".join(SENS["scores"]),
-        min_corr=ANALYSIS["min_pairs_correlation"],
+        settings=settings("sensitivity_analysis"),
     shell:
-        "python -m syncr2 sensitivity --analysis {wildcards.analysis} {params.files} "
-        "--families {params.families:q} --model-order {params.model_order} {params.ks} "
-        "--scores {params.scores} --min-pairs-correlation {params.min_corr} --out {output} 2> {log}"
+        cli("sensitivity")
 
 
 rule sensitivity:
     """CPU job: the sensitivity table of every configured analysis, Figures 7-9 and Table 2."""
     input:
-        expand("results/sensitivity/{analysis}.parquet", analysis=SENS["analyses"]),
+        parts=expand(
+            "results/sensitivity/{analysis}.parquet", analysis=SENS["analyses"]
+        ),
     output:
-        table="results/summary/sensitivity.parquet",
+        sensitivity="results/summary/sensitivity.parquet",
         png=[
             report(
                 f"reports/figures/{stem}.png",
@@ -61,16 +53,13 @@ rule sensitivity:
     log:
         "logs/sensitivity/all.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        abbreviations=canon(ABBREVIATIONS),
-        score=ANALYSIS["syncr2"],
+        settings=settings("sensitivity"),
     shell:
-        "python -m syncr2 sensitivity-figures --parts {input} --sensitivity {output.table} "
-        "--abbreviations {params.abbreviations:q} --syncr2 {params.score} "
-        "--figures-dir reports/figures --tables-dir reports/tables 2> {log}"
+        cli("sensitivity-figures", outputs=["sensitivity"], extra=REPORT_DIRS)
 
 
 rule mlp_table:
@@ -78,37 +67,17 @@ rule mlp_table:
     input:
         genuine=lambda wc: rep_shards(wc.pair, "genuine"),
     output:
-        "results/r2_mlp/{pair}/experimental/{direction}.parquet",
+        table="results/r2_mlp/{pair}/experimental/{direction}.parquet",
     log:
         "logs/mlp_table/{pair}/{direction}.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(MLP_ON_GPU)
     resources:
-        **(cpu_resources() if MLP["device"] == "cpu" else gpu_resources()),
-        device=MLP["device"],
+        **placement(MLP_ON_GPU, "mlp_table"),
     params:
-        mlp=canon(
-            {
-                k: MLP[k]
-                for k in (
-                    "hidden",
-                    "lr",
-                    "weight_decay",
-                    "epochs",
-                    "batch_size",
-                    "seed",
-                )
-            }
-        ),
-        stride=MLP["layer_stride"],
-        size=R2["size"],
-        test_fraction=R2["test_fraction"],
-        split_seeds=" ".join(map(str, R2["split_seeds"])),
+        settings=settings("mlp_table"),
     shell:
-        "python -m syncr2 r2 --map mlp --mlp {params.mlp:q} --layer-stride {params.stride} "
-        "--genuine {input.genuine} --condition experimental --direction {wildcards.direction} "
-        "--size {params.size} --test-fraction {params.test_fraction} --split-seeds {params.split_seeds} "
-        "--device {resources.device} --pair {wildcards.pair} --no-progress --out {output} 2> {log}"
+        cli("r2", inputs=["genuine"])
 
 
 rule nonlinear:
@@ -126,17 +95,17 @@ rule nonlinear:
     log:
         "logs/nonlinear.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        abbreviations=canon(ABBREVIATIONS),
-        model_order=" ".join(MODEL_ORDER),
-        score=ANALYSIS["syncr2"],
+        settings=settings("nonlinear"),
     shell:
-        "python -m syncr2 nonlinear-summary --tables {input.tables} --affine-summary {input.affine} "
-        "--abbreviations {params.abbreviations:q} --model-order {params.model_order} --syncr2 {params.score} "
-        "--out {output.summary} --tables-dir reports/tables 2> {log}"
+        cli(
+            "nonlinear-summary",
+            outputs=["summary"],
+            extra="--out tables reports/tables",
+        )
 
 
 rule surrogate_draws:
@@ -147,37 +116,23 @@ rule surrogate_draws:
             rep_shards(wc.pair, "passive") if wc.condition == "passive" else []
         ),
     output:
-        "results/surrogate/{pair}/{condition}/{direction}.parquet",
+        draws="results/surrogate/{pair}/{condition}/{direction}.parquet",
     log:
         "logs/surrogate/{pair}/{condition}/{direction}.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
-        device=R2["device"],
+        **placement(False, "surrogate_draws"),
     params:
-        modes=" ".join(SUR["modes"]),
-        n_perm=SUR["n_perm"],
-        seed=SUR["seed"],
-        size=R2["size"],
-        test_fraction=R2["test_fraction"],
-        split_seeds=" ".join(map(str, R2["split_seeds"])),
-        alpha=R2["alpha"],
-        passive=lambda wc, input: (
-            f"--passive {' '.join(input.passive)}" if input.passive else ""
-        ),
+        settings=settings("surrogate_draws"),
     shell:
-        "python -m syncr2 surrogate --genuine {input.genuine} {params.passive} --pair {wildcards.pair} "
-        "--condition {wildcards.condition} --direction {wildcards.direction} --modes {params.modes} "
-        "--n-perm {params.n_perm} --seed {params.seed} --size {params.size} --test-fraction {params.test_fraction} "
-        "--split-seeds {params.split_seeds} --alpha {params.alpha} --device {resources.device} "
-        "--no-progress --out {output} 2> {log}"
+        cli("surrogate")
 
 
 rule surrogate:
     """CPU job: real SyncR2 against its nulls (results/summary/surrogate.parquet) and the figure."""
     input:
-        expand(
+        draws=expand(
             "results/surrogate/{pair}/{condition}/{direction}.parquet",
             pair=SURROGATE_PAIRS,
             condition=SURROGATE_CONDITIONS,
@@ -194,9 +149,14 @@ rule surrogate:
     log:
         "logs/surrogate/all.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
+    params:
+        settings=settings("surrogate"),
     shell:
-        "python -m syncr2 surrogate-summary --draws {input} --out {output.summary} "
-        "--figures-dir reports/figures --stem surrogate_null 2> {log}"
+        cli(
+            "surrogate-summary",
+            outputs=["summary"],
+            extra="--out figures reports/figures",
+        )

@@ -11,23 +11,23 @@ elif JUDGE_LOCAL and "build" in JUDGE.get("hf_local", {}):
     JUDGE_INPUTS = [JUDGE_MODEL]
 else:
     JUDGE_MODEL, JUDGE_INPUTS = None, []
-JUDGE_RESULT, JUDGE_RUNTIME = judge_settings(config, JUDGE_MODEL)
+STUDY.context["judge_model"] = JUDGE_MODEL  # the judge's settings name its checkpoint
 
 
 rule build_judge_model:
     """A tiny seeded random-weight judge checkpoint (offline demo; long context for the judge prompt)."""
     output:
-        directory("results/judge/model"),
+        model=directory("results/judge/model"),
     log:
         "logs/build_judge_model.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        spec=canon(JUDGE.get("hf_local", {}).get("build", {})),
+        settings=settings("build_judge_model"),
     shell:
-        "python -m syncr2 build-model --spec {params.spec:q} --out {output} 2> {log}"
+        cli("build-model")
 
 
 rule judge:
@@ -37,45 +37,37 @@ rule judge:
         episodes="results/episodes/{pair}/seed{seed}/block{block}.parquet",
         model=JUDGE_INPUTS,
     output:
-        "results/eval/{pair}/seed{seed}/block{block}.parquet",
+        eval="results/eval/{pair}/seed{seed}/block{block}.parquet",
     log:
         "logs/judge/{pair}/seed{seed}/block{block}.log",
     conda:
-        "../../envs/gpu.yaml" if JUDGE_LOCAL else "../../envs/cpu.yaml"
+        env(JUDGE_LOCAL)
     resources:
-        **(gpu_resources() if JUDGE_LOCAL else cpu_resources()),
-        runtime_settings=canon(JUDGE_RUNTIME),
+        **placement(JUDGE_LOCAL, "judge"),
     params:
-        settings=canon(JUDGE_RESULT),
+        settings=settings("judge"),
     shell:
-        "python -m syncr2 judge --tasks {input.tasks} --episodes {input.episodes} --pair {wildcards.pair} "
-        "--seed {wildcards.seed} --settings {params.settings:q} --runtime {resources.runtime_settings:q} "
-        "--cache-dir results/judge_cache --no-progress --out {output} 2> {log}"
+        cli("judge", outputs=["eval"], extra="--out cache results/judge_cache")
 
 
 rule performance:
-    """CPU job: social performance per ordered pair and agent, and per unordered pair (both aggregations)."""
+    """CPU job: social performance per ordered and unordered pair and agent (both aggregations)."""
     input:
-        expand(
+        evals=expand(
             "results/eval/{pair}/seed{seed}/block{block}.parquet",
             pair=PAIRS,
             seed=SEEDS,
             block=BLOCKS,
         ),
     output:
-        "results/summary/performance.parquet",
+        performance="results/summary/performance.parquet",
     log:
         "logs/performance.log",
     conda:
-        "../../envs/cpu.yaml"
+        env(False)
     resources:
-        **cpu_resources(),
+        **placement(False),
     params:
-        families=canon(FAMILIES),
-        model_order=" ".join(MODEL_ORDER),
-        aggregation=JUDGE["aggregation"],
-        first_family=config["analysis"]["one_order_first_family"],
+        settings=settings("performance"),
     shell:
-        "python -m syncr2 performance --evals {input} --families {params.families:q} "
-        "--model-order {params.model_order} --aggregation {params.aggregation} "
-        "--one-order-first-family {params.first_family} --out {output} 2> {log}"
+        cli("performance")

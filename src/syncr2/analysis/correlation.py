@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from ..core.atomic import write_parquet
+from ..core.settings import PairNaming, Statistics
 from .pair_scores import pair_scores
 
 log = logging.getLogger(__name__)
@@ -157,22 +158,18 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
 def run_correlation(
     summary_path: str | os.PathLike[str],
     performance_path: str | os.PathLike[str],
-    families: Mapping[str, str],
-    model_order: Sequence[str],
-    abilities: Mapping[str, Mapping[str, float]],
+    naming: PairNaming,
+    statistics: Statistics,
     out_dir: str | os.PathLike[str],
     condition: str = "experimental",
-    min_pairs_correlation: int = 3,
-    min_pairs_partial: int = 4,
-    score: str = "clipped",
 ) -> list[Path]:
     """CLI entry: pair_scores, correlation and partial_correlation parquets in ``out_dir``."""
     out = Path(out_dir)
     scores = pair_scores(pd.read_parquet(summary_path), pd.read_parquet(performance_path),
-                         families, model_order, condition, score)
+                         naming.families, naming.model_order, condition, statistics.syncr2)
     return [
         _write_parquet(scores, out / "pair_scores.parquet"),
-        _write_parquet(family_correlations(scores, min_n=min_pairs_correlation), out / "correlation.parquet"),
-        _write_parquet(partial_correlations(scores, abilities, min_n=min_pairs_partial),
+        _write_parquet(family_correlations(scores, min_n=statistics.min_pairs_correlation), out / "correlation.parquet"),
+        _write_parquet(partial_correlations(scores, statistics.abilities, min_n=statistics.min_pairs_partial),
                        out / "partial_correlation.parquet"),
     ]

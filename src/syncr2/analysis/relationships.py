@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.atomic import write_parquet
+from ..core.settings import Relationships, Ridge, Split
 from ..synchrony.datasets import (
     ConditionDataset,
     build_dataset,
@@ -45,7 +46,6 @@ from ..synchrony.sync import sync_r2
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOURCES = ("social_iqa", "social_chemistry", "normbank")
 MODES = ("paper", "crossfit")
 RELATIONSHIP_COLUMNS = (
     "pair", "direction", "mode", "split_seed", "subsample_seed", "relationship", "relationship_name",
@@ -94,17 +94,12 @@ def relationship_table(
     tasks: pd.DataFrame,
     pair: str,
     *,
-    directions: Sequence[str] = ("AtoB", "BtoA"),
+    split: Split = Split(6500),
+    rel: Relationships = Relationships(),
     mode: str = "paper",
-    size: int = 6500,
-    test_fraction: float = 0.2,
-    split_seeds: Sequence[int] = (0, 1, 2),
-    k: int = 5,
-    n_subsample_seeds: int = 3,
-    sources: Sequence[str] = DEFAULT_SOURCES,
-    alpha: float = 0.1,
+    directions: Sequence[str] = ("AtoB", "BtoA"),
+    ridge: Ridge = Ridge(),
     top_k: int = 1,
-    min_samples: int = 10,
     device: str | None = None,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -112,8 +107,8 @@ def relationship_table(
 
     ``genuine``: the pair's genuine shard paths (or ``open_by_speaker``'s
     result); ``tasks``: the task table. ``mode`` "paper" uses the fixed-size
-    split (``size``, ``test_fraction``) per split seed; "crossfit" uses group
-    k-fold by task over all filtered samples, folds drawn with each split seed.
+    split (``split``) per split seed; "crossfit" uses group k-fold by task
+    (``rel.folds``) over all filtered samples, folds drawn with each split seed.
     One row per (direction, split seed, subsample seed, category); columns
     :data:`RELATIONSHIP_COLUMNS`. ``n_available`` is the category's sample
     count in the pool scored (paper: the test set; crossfit: all), ``n_test``
@@ -121,70 +116,76 @@ def relationship_table(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if n_subsample_seeds < 1:
-        raise ValueError(f"n_subsample_seeds must be >= 1, got {n_subsample_seeds}")
-    if min_samples < 2:
-        raise ValueError(f"min_samples must be >= 2, got {min_samples}")
+    if rel.subsample_seeds < 1:
+        raise ValueError(f"n_subsample_seeds must be >= 1, got {rel.subsample_seeds}")
+    if rel.min_samples < 2:
+        raise ValueError(f"min_samples must be >= 2, got {rel.min_samples}")
     gen = genuine if isinstance(genuine, Mapping) else open_by_speaker(genuine, "genuine")
     rows: list[dict] = []
     for direction in directions:
         ds = build_dataset(gen, "experimental", direction)
         info = _task_info(ds, tasks)
-        sel = np.flatnonzero(info["source"].isin(list(sources)).to_numpy())
+        sel = np.flatnonzero(info["source"].isin(list(rel.sources)).to_numpy())
         if len(sel) == 0:
-            raise ValueError(f"pair {pair} {direction}: no samples from tasks of sources {list(sources)}")
+            raise ValueError(f"pair {pair} {direction}: no samples from tasks of sources {list(rel.sources)}")
         groups = info["task_id"].to_numpy()[sel]
         cats = info["relationship"].to_numpy()[sel].astype(np.int64)
         names = dict(zip(info["relationship"].astype(np.int64), info["relationship_name"]))
-        categories = sorted(set(cats.tolist()))
         log.info("pair %s %s: %d samples of %d tasks from %s; categories %s", pair, direction, len(sel),
-                 len(np.unique(groups)), list(sources), [names[c] for c in categories])
-        for seed in split_seeds:
+                 len(np.unique(groups)), list(rel.sources), [names[c] for c in sorted(set(cats.tolist()))])
+        for seed in split.split_seeds:
             if mode == "paper":
-                train, test = fixed_size_split(groups, size, seed, test_fraction)
-                folds = [(train, test)]
-                pool = test
+                train, test = fixed_size_split(groups, split.size, seed, split.test_fraction)
+                folds, pool = [(train, test)], test
             else:
                 n_tasks = len(np.unique(groups))
-                if k > n_tasks:
+                if rel.folds > n_tasks:
                     log.warning("pair %s %s: %d folds asked but only %d tasks; crossfit uses %d folds",
-                                pair, direction, k, n_tasks, n_tasks)
-                folds = group_kfold(groups, min(k, n_tasks), seed)
-                pool = np.arange(len(sel))
-            counts = {c: int((cats[pool] == c).sum()) for c in categories}
-            ok = [c for c in categories if counts[c] >= min_samples]
-            m = min((counts[c] for c in ok), default=0)
-            subsets: list[np.ndarray] = []
-            for sub_seed in range(n_subsample_seeds):
-                subsets += _draw_subsets(cats, pool, ok, m, seed, sub_seed) if ok else []
-            grids = None
-            if subsets:
-                grids = subset_r2_grids(
-                    lambda a, ds=ds, sel=sel: ds.load_source(a, sel),
-                    lambda b, ds=ds, sel=sel: ds.load_target(b, sel),
-                    ds.source.n_layers, ds.target.n_layers, folds, subsets,
-                    alpha=alpha, device=device, progress=progress,
-                )
-            for sub_seed in range(n_subsample_seeds):
-                for c in categories:
-                    row = {"pair": pair, "direction": direction, "mode": mode, "split_seed": int(seed),
-                           "subsample_seed": sub_seed, "relationship": c, "relationship_name": names[c],
-                           "n_test": 0, "n_available": counts[c],
-                           "n_tasks": len(np.unique(groups[pool][cats[pool] == c])),
-                           "syncr2": np.nan, "syncr2_unclipped": np.nan}
-                    if c in ok:
-                        grid = grids[sub_seed * len(ok) + ok.index(c)]
-                        kk = min(top_k, grid.shape[1])
-                        row.update(n_test=m, status="ok", syncr2=sync_r2(grid, top_k=kk).value,
-                                   syncr2_unclipped=sync_r2(grid, top_k=kk, clip=False).value)
-                    else:
-                        row.update(n_test=counts[c], status="missing" if counts[c] == 0 else "too_few")
-                    rows.append(row)
-            absent = [f"{names[c]} ({counts[c]})" for c in categories if c not in ok]
-            if absent:
-                log.warning("pair %s %s %s seed %d: categories missing or below %d test samples: %s",
-                            pair, direction, mode, seed, min_samples, ", ".join(absent))
+                                pair, direction, rel.folds, n_tasks, n_tasks)
+                folds, pool = group_kfold(groups, min(rel.folds, n_tasks), seed), np.arange(len(sel))
+            head = {"pair": pair, "direction": direction, "mode": mode, "split_seed": int(seed)}
+            rows += _category_rows(ds, sel, groups, cats, names, folds, pool, head, rel, ridge, top_k, device,
+                                   progress)
     return pd.DataFrame(rows, columns=list(RELATIONSHIP_COLUMNS))
+
+
+def _category_rows(ds: ConditionDataset, sel: np.ndarray, groups: np.ndarray, cats: np.ndarray,
+                   names: Mapping[int, str], folds: list, pool: np.ndarray, head: dict, rel: Relationships,
+                   ridge: Ridge, top_k: int, device: str | None, progress: bool) -> list[dict]:
+    """The rows of one split (or fold set): every category's SyncR2 on equal-size subsamples of ``pool``."""
+    categories = sorted(set(cats.tolist()))
+    counts = {c: int((cats[pool] == c).sum()) for c in categories}
+    ok = [c for c in categories if counts[c] >= rel.min_samples]
+    m = min((counts[c] for c in ok), default=0)
+    subsets: list[np.ndarray] = []
+    for sub_seed in range(rel.subsample_seeds):
+        subsets += _draw_subsets(cats, pool, ok, m, head["split_seed"], sub_seed) if ok else []
+    grids = None
+    if subsets:
+        grids = subset_r2_grids(
+            lambda a: ds.load_source(a, sel), lambda b: ds.load_target(b, sel),
+            ds.source.n_layers, ds.target.n_layers, folds, subsets, alpha=ridge.alpha, device=device,
+            progress=progress,
+        )
+    rows = []
+    for sub_seed in range(rel.subsample_seeds):
+        for c in categories:
+            row = {**head, "subsample_seed": sub_seed, "relationship": c, "relationship_name": names[c],
+                   "n_test": 0, "n_available": counts[c], "n_tasks": len(np.unique(groups[pool][cats[pool] == c])),
+                   "syncr2": np.nan, "syncr2_unclipped": np.nan}
+            if c in ok:
+                grid = grids[sub_seed * len(ok) + ok.index(c)]
+                kk = min(top_k, grid.shape[1])
+                row.update(n_test=m, status="ok", syncr2=sync_r2(grid, top_k=kk).value,
+                           syncr2_unclipped=sync_r2(grid, top_k=kk, clip=False).value)
+            else:
+                row.update(n_test=counts[c], status="missing" if counts[c] == 0 else "too_few")
+            rows.append(row)
+    absent = [f"{names[c]} ({counts[c]})" for c in categories if c not in ok]
+    if absent:
+        log.warning("pair %s %s %s seed %d: categories missing or below %d test samples: %s", head["pair"],
+                    head["direction"], head["mode"], head["split_seed"], rel.min_samples, ", ".join(absent))
+    return rows
 
 
 def run_relationships(
@@ -195,7 +196,7 @@ def run_relationships(
 ) -> Path:
     """CLI entry: :func:`relationship_table` of every pair (pair key -> genuine shard paths), one parquet.
 
-    ``options`` are relationship_table's keyword arguments (mode, size, ...).
+    ``options`` are relationship_table's keyword arguments (split, rel, mode, ...).
     """
     tasks = pd.read_parquet(tasks_path)
     frames = [relationship_table(paths, tasks, pair, **options) for pair, paths in sorted(genuine.items())]

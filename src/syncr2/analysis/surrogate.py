@@ -112,6 +112,7 @@ import pandas as pd
 import torch
 
 from ..core.atomic import read_table, write_table
+from ..core.settings import Ridge, Split, Surrogate
 from ..synchrony.datasets import ConditionDataset, build_dataset, fixed_size_split
 from ..synchrony.permuted_grids import permuted_r2_grids
 from ..synchrony.sync import sync_r2
@@ -573,15 +574,12 @@ def run_surrogate(
     genuine_paths: Sequence[str | os.PathLike[str]],
     condition: str,
     direction: str,
-    size: int,
-    split_seeds: Sequence[int],
-    modes: Sequence[str],
-    n_perm: int,
-    alpha: float,
-    test_fraction: float,
-    seed: int,
-    pair: str,
+    split: Split,
+    surrogate: Surrogate,
     out: str | os.PathLike[str],
+    *,
+    ridge: Ridge = Ridge(),
+    pair: str = "",
     passive_paths: Sequence[str | os.PathLike[str]] | None = None,
     device: str | torch.device | None = None,
     skip_inapplicable: bool = False,
@@ -591,11 +589,12 @@ def run_surrogate(
 
     Returns the table written to ``out`` (atomically).
     """
-    log.info("surrogate %s %s %s: modes %s, %d permutations, split seeds %s, size %d",
-             pair, condition, direction, ",".join(modes), n_perm, list(split_seeds), size)
+    log.info("surrogate %s %s %s: modes %s, %d permutations, split seeds %s, size %d", pair, condition, direction,
+             ",".join(surrogate.modes), surrogate.n_perm, list(split.split_seeds), split.size)
     dataset = build_dataset(genuine_paths, condition, direction, passive=passive_paths)
-    draws = surrogate_draws(dataset, size, split_seeds, modes, n_perm, alpha, test_fraction, seed,
-                            device=device, skip_inapplicable=skip_inapplicable, progress=progress)
+    draws = surrogate_draws(dataset, split.size, split.split_seeds, surrogate.modes, surrogate.n_perm, ridge.alpha,
+                            split.test_fraction, surrogate.seed, device=device,
+                            skip_inapplicable=skip_inapplicable, progress=progress)
     draws["pair"] = pair
     write_surrogate_draws(draws, out)
     if len(draws):

@@ -46,8 +46,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .datasets import ConditionDataset, fixed_size_split
-from .r2table import grid_rows
+from .datasets import ConditionDataset
+from .r2table import split_table
 from ..core.device import resolve_device
 from .ridge import EPS, LayerLoader, as_index, check_layer_stacks, constant_columns
 
@@ -396,28 +396,9 @@ def compute_mlp_r2_table(
     n_src, n_tgt = dataset.source.n_layers, dataset.target.n_layers
     src_layers = _layer_list(layers_src, n_src, "layers_src")
     tgt_layers = _layer_list(layers_tgt, n_tgt, "layers_tgt")
-    frames = []
-    for split_seed in split_seeds:
-        train, test = fixed_size_split(dataset.groups, size, split_seed, test_fraction)
-        used = np.concatenate([train, test])
-        log.info(
-            "MLP %s %s split seed %d: %d train, %d test samples, %dx%d layer pairs (%d batched trainings)",
-            dataset.condition.name, dataset.direction, split_seed, len(train), len(test),
-            len(src_layers), len(tgt_layers), len(src_layers),
-        )
-        grid = mlp_pair_r2_streamed(
-            lambda a, used=used: dataset.load_source(a, used),
-            lambda b, used=used: dataset.load_target(b, used),
-            n_src,
-            n_tgt,
-            np.arange(len(train)),
-            np.arange(len(train), len(used)),
-            layers_src=src_layers,
-            layers_tgt=tgt_layers,
-            seed=seed,
-            device=device,
-            progress=progress,
-            **mlp_kwargs,
-        )
-        frames.append(grid_rows(grid, split_seed, src_layers, tgt_layers, len(train), len(test)))
-    return pd.concat(frames, ignore_index=True)
+    def mlp_grid(load_source: LayerLoader, load_target: LayerLoader, train: np.ndarray, test: np.ndarray):
+        return mlp_pair_r2_streamed(load_source, load_target, n_src, n_tgt, train, test, layers_src=src_layers,
+                                    layers_tgt=tgt_layers, seed=seed, device=device, progress=progress, **mlp_kwargs)
+
+    return split_table(dataset, size, split_seeds, test_fraction, mlp_grid, src_layers, tgt_layers,
+                       what=f"MLP ({len(src_layers)} batched trainings) ")

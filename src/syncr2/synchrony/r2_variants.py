@@ -25,22 +25,21 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core.conditions import DatasetError
+from ..core.settings import MLP, Ridge, Split
 from .datasets import build_dataset, fixed_size_split, persona_pair_groups
-from .mlp_maps import MLP_DEFAULTS, compute_mlp_r2_table
+from .mlp_maps import compute_mlp_r2_table
 from .r2table import R2_COLUMNS, compute_r2_table, write_r2_table
 
 log = logging.getLogger(__name__)
 
 GROUPINGS = ("task", "persona")
-MAPS = ("ridge", "mlp")
-MLP_OPTIONS = (*MLP_DEFAULTS, "seed")
 
 PathLike = str | os.PathLike[str]
 
@@ -54,30 +53,19 @@ def strided_layers(n_layers: int, stride: int) -> list[int] | None:
     return sorted({*range(0, n_layers, stride), n_layers - 1})
 
 
-def _check_mlp(mlp: Mapping[str, object]) -> dict:
-    unknown = sorted(set(mlp) - set(MLP_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown MLP option(s) {unknown}; use {list(MLP_OPTIONS)}")
-    return dict(mlp)
-
-
 def run_r2_variant(
     genuine: Sequence[PathLike],
     condition: str,
     direction: str,
-    size: int,
-    split_seeds: Sequence[int],
+    split: Split,
     out: PathLike,
     *,
+    ridge: Ridge = Ridge(0.1),
+    mlp: MLP | None = None,
     pair: str = "",
     passive: Sequence[PathLike] | None = None,
-    alpha: float = 0.1,
-    test_fraction: float = 0.2,
     groups: str = "task",
     tasks: pd.DataFrame | None = None,
-    map_kind: str = "ridge",
-    mlp: Mapping[str, object] | None = None,
-    layer_stride: int = 1,
     layers_src: Sequence[int] | None = None,
     layers_tgt: Sequence[int] | None = None,
     insufficient_ok: bool = False,
@@ -86,19 +74,18 @@ def run_r2_variant(
 ) -> Path:
     """Compute and write the R2 table of one (pair, condition, direction) under the given variant.
 
-    ``tasks`` (the task table) is needed for ``groups="persona"``; ``mlp``
-    holds MLP hyper-parameters and its ``seed`` (defaults: the paper's,
-    :data:`~syncr2.synchrony.mlp_maps.MLP_DEFAULTS`); ``layer_stride`` > 1
-    keeps every s-th layer of both agents, ``layers_src`` / ``layers_tgt``
-    name the layers of one side instead (MLP only: the affine grid is cheap).
+    ``split``: the dataset size, test fraction and split seeds; ``mlp``: MLP maps
+    (Table 5) in place of ridge maps with ``ridge``'s penalty. ``tasks`` (the
+    task table) is needed for ``groups="persona"``; ``mlp.layer_stride`` > 1
+    keeps every s-th layer of both agents, ``layers_src`` / ``layers_tgt`` name
+    the layers of one side instead (MLP only: the affine grid is cheap).
     """
     if groups not in GROUPINGS:
         raise ValueError(f"groups must be one of {list(GROUPINGS)}, got {groups!r}")
-    if map_kind not in MAPS:
-        raise ValueError(f"map must be one of {list(MAPS)}, got {map_kind!r}")
-    if map_kind == "ridge" and (mlp or layer_stride != 1 or layers_src is not None or layers_tgt is not None):
-        raise ValueError("MLP options, a layer stride and layer subsets apply to map 'mlp' only")
-    if layer_stride != 1 and (layers_src is not None or layers_tgt is not None):
+    map_kind = "ridge" if mlp is None else "mlp"
+    if mlp is None and (layers_src is not None or layers_tgt is not None):
+        raise ValueError("layer subsets apply to MLP maps only")
+    if mlp is not None and mlp.layer_stride != 1 and (layers_src is not None or layers_tgt is not None):
         raise ValueError("give a layer stride or layer subsets, not both")
     t0 = time.perf_counter()
     ds = build_dataset(genuine, condition, direction, passive=passive or None)
@@ -109,37 +96,45 @@ def run_r2_variant(
     meta: dict[str, object] = {
         "pair": pair, "condition": condition, "direction": direction, "map": map_kind, "groups": groups,
         "source_model": ds.source.shards[0].meta.model_key, "target_model": ds.target.shards[0].meta.model_key,
-        "size": int(size), "n_samples": len(ds), "test_fraction": test_fraction,
-        "split_seeds": [int(s) for s in split_seeds],
+        "size": split.size, "n_samples": len(ds), "test_fraction": split.test_fraction,
+        "split_seeds": list(split.split_seeds),
     }
     log.info("%s %s %s (%s map, %s groups, size %d): %d samples in %d groups", pair, condition, direction,
-             map_kind, groups, size, len(ds), len(np.unique(ds.groups)))
-    try:
-        for seed in split_seeds:
-            fixed_size_split(ds.groups, size, seed, test_fraction)
-    except DatasetError as exc:
+             map_kind, groups, split.size, len(ds), len(np.unique(ds.groups)))
+    problem = unfillable(ds.groups, split)
+    if problem is not None:
         if not insufficient_ok:
-            raise
-        reason = f"{len(ds)} samples in {len(np.unique(ds.groups))} {groups} groups cannot fill size {size}"
+            raise problem
+        reason = f"{len(ds)} samples in {len(np.unique(ds.groups))} {groups} groups cannot fill size {split.size}"
         log.warning("%s %s %s: %s; writing an empty table marked insufficient (%s)", pair, condition, direction,
-                    reason, exc)
+                    reason, problem)
         empty = pd.DataFrame({c: pd.Series(dtype="float64" if c == "r2" else "int32") for c in R2_COLUMNS})
         return write_r2_table(empty, out, **meta, insufficient=reason)
-    if map_kind == "ridge":
-        table = compute_r2_table(ds, size, split_seeds, alpha=alpha, test_fraction=test_fraction, device=device,
-                                 progress=progress)
-        meta["alpha"] = alpha
+    if mlp is None:
+        table = compute_r2_table(ds, split.size, split.split_seeds, alpha=ridge.alpha,
+                                 test_fraction=split.test_fraction, device=device, progress=progress)
+        meta["alpha"] = ridge.alpha
     else:
-        options = _check_mlp(mlp or {})
-        seed = int(options.pop("seed", 0))
-        if layer_stride != 1:
-            layers_src = strided_layers(ds.source.n_layers, layer_stride)
-            layers_tgt = strided_layers(ds.target.n_layers, layer_stride)
+        if mlp.layer_stride != 1:
+            layers_src = strided_layers(ds.source.n_layers, mlp.layer_stride)
+            layers_tgt = strided_layers(ds.target.n_layers, mlp.layer_stride)
         layers_src = None if layers_src is None else [int(v) for v in layers_src]
         layers_tgt = None if layers_tgt is None else [int(v) for v in layers_tgt]
-        table = compute_mlp_r2_table(ds, size, split_seeds, test_fraction=test_fraction, layers_src=layers_src,
-                                     layers_tgt=layers_tgt, device=device, seed=seed, progress=progress, **options)
-        meta.update({**MLP_DEFAULTS, **options, "seed": seed, "layers_src": layers_src, "layers_tgt": layers_tgt})
+        options = {k: v for k, v in mlp.options().items() if k != "seed"}
+        table = compute_mlp_r2_table(ds, split.size, split.split_seeds, test_fraction=split.test_fraction,
+                                     layers_src=layers_src, layers_tgt=layers_tgt, device=device, seed=mlp.seed,
+                                     progress=progress, **options)
+        meta.update({**options, "seed": mlp.seed, "layers_src": layers_src, "layers_tgt": layers_tgt})
     path = write_r2_table(table, out, **meta)
     log.info("wrote %s (%d rows) in %.1f s", out, len(table), time.perf_counter() - t0)
     return path
+
+
+def unfillable(groups: np.ndarray, split: Split) -> DatasetError | None:
+    """Why ``split`` cannot be filled from these sample groups (for some split seed), or None if it can."""
+    try:
+        for seed in split.split_seeds:
+            fixed_size_split(groups, split.size, seed, split.test_fraction)
+    except DatasetError as exc:
+        return exc
+    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..core.atomic import atomic_path
 from .datasets import ConditionDataset, fixed_size_split
-from .ridge import layer_pair_r2_streamed
+from .ridge import LayerLoader, layer_pair_r2_streamed
 
 log = logging.getLogger(__name__)
 
@@ -36,27 +36,37 @@ def compute_r2_table(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Fit and score all layer pairs of ``dataset`` for each split seed."""
+    def ridge_grid(load_source: LayerLoader, load_target: LayerLoader, train: np.ndarray, test: np.ndarray):
+        return layer_pair_r2_streamed(load_source, load_target, dataset.source.n_layers, dataset.target.n_layers,
+                                      train, test, alpha=alpha, device=device, progress=progress)
+
+    return split_table(dataset, size, split_seeds, test_fraction, ridge_grid)
+
+
+def split_table(
+    dataset: ConditionDataset,
+    size: int,
+    split_seeds: Sequence[int],
+    test_fraction: float,
+    grid_of: Callable[[LayerLoader, LayerLoader, np.ndarray, np.ndarray], np.ndarray],
+    layers_src: Sequence[int] | None = None,
+    layers_tgt: Sequence[int] | None = None,
+    what: str = "",
+) -> pd.DataFrame:
+    """The R2 table of any map: per split seed, ``grid_of(load_source, load_target, train, test)`` on the
+    split's rows (train first), as rows of the chosen layers (default: all)."""
+    src = list(range(dataset.source.n_layers)) if layers_src is None else list(layers_src)
+    tgt = list(range(dataset.target.n_layers)) if layers_tgt is None else list(layers_tgt)
     frames = []
-    n_src, n_tgt = dataset.source.n_layers, dataset.target.n_layers
     for seed in split_seeds:
         train, test = fixed_size_split(dataset.groups, size, seed, test_fraction)
         used = np.concatenate([train, test])
-        log.info(
-            "%s %s split seed %d: %d train, %d test samples, %dx%d layer pairs",
-            dataset.condition.name, dataset.direction, seed, len(train), len(test), n_src, n_tgt,
-        )
-        grid = layer_pair_r2_streamed(
-            lambda a: dataset.load_source(a, used),
-            lambda b: dataset.load_target(b, used),
-            n_src,
-            n_tgt,
-            np.arange(len(train)),
-            np.arange(len(train), len(used)),
-            alpha=alpha,
-            device=device,
-            progress=progress,
-        )
-        frames.append(grid_rows(grid, seed, range(n_src), range(n_tgt), len(train), len(test)))
+        log.info("%s%s %s split seed %d: %d train, %d test samples, %dx%d layer pairs", what,
+                 dataset.condition.name, dataset.direction, seed, len(train), len(test), len(src), len(tgt))
+        grid = grid_of(lambda a, used=used: dataset.load_source(a, used),
+                       lambda b, used=used: dataset.load_target(b, used),
+                       np.arange(len(train)), np.arange(len(train), len(used)))
+        frames.append(grid_rows(grid, seed, src, tgt, len(train), len(test)))
     return pd.concat(frames, ignore_index=True)
 
 
