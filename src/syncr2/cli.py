@@ -156,26 +156,16 @@ def run_read_passive(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> N
 @step("check-sizes", "check that the simulated episodes fill the split's size, before any R2 job",
       "episodes tasks", "sizes")
 def run_check_sizes(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    from collections import defaultdict
+    from .synchrony.size_check import run_size_check
 
-    from .synchrony.size_check import check_sample_sizes, pair_of_episode_file, require_fillable, write_size_table
-
-    episodes: dict[str, list[str]] = defaultdict(list)
-    for path in io.many("episodes"):
-        episodes[pair_of_episode_file(path)].append(path)
-    ids, analysis = None, s.get("analysis", "r2")
-    if s.get("sources"):
+    ids = None
+    if s.get("sources"):  # Figure 5's split: only the tasks of its sources
         import pandas as pd
 
         tasks = pd.read_parquet(io.one("tasks"), columns=["task_id", "source"])
         ids = tasks.loc[tasks["source"].isin(s.sources), "task_id"].tolist()
-    sp = s.split
-    table = check_sample_sizes(episodes, s.conditions, s.directions, sp.size, sp.test_fraction, sp.split_seeds,
-                               task_ids=ids, analysis=analysis)
-    require_fillable(table, episodes, sp.test_fraction, sp.split_seeds, {analysis: ids})
-    write_size_table(table, io.out("sizes"))
-    log.info("size %d fits all %d datasets (fewest samples: %d); wrote %s", sp.size, len(table),
-             int(table["n_samples"].min()), io.out("sizes"))
+    run_size_check(io.many("episodes"), s.split, s.conditions, s.directions, io.out("sizes"),
+                   s.get("analysis", "r2"), ids)
 
 
 @step("r2", "R2 table of one (pair, condition, direction): ridge maps, or MLP maps with settings mlp",
@@ -233,41 +223,18 @@ def run_concat(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
 @step("judge", "Sotopia-eval scores of one block of episodes (a local model or an HTTP server)",
       "tasks episodes", "eval cache?")
 def run_judge(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .social.judge import run_judge
 
-    from .social.judge import DEFAULT_SYSTEM_MESSAGE, judge_block, make_backend
-
-    settings = dict(s.judge)
-    style = settings.pop("style", "authors")
-    parse_rule = settings.pop("parse_rule", "authors")
-    max_attempts = int(settings.pop("max_attempts", 1))
-    system_message = settings.pop("system_message", DEFAULT_SYSTEM_MESSAGE)
-    backend = make_backend({**settings, **rt}, style=style)
-    model1, sep, model2 = str(s.pair).partition("__")
-    if not sep:
-        raise ValueError(f"judge: settings pair must be m1__m2, got {s.pair!r}")
-    judge_block(pd.read_parquet(io.one("tasks")), pd.read_parquet(io.one("episodes")), backend, style, parse_rule,
-                max_attempts, io.outputs.get("cache", [None])[0], io.out("eval"), s.pair, model1, model2,
-                int(s.seed), progress=progress, system_message=system_message)
+    run_judge(s.judge, rt, io.one("tasks"), io.one("episodes"), s.pair, s.seed, io.out("eval"),
+              io.outputs.get("cache", [None])[0], progress=progress)
 
 
 @step("performance", "social performance per ordered and unordered pair from the judge's scores", "evals",
       "performance")
 def run_performance(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .social.performance import run_performance
 
-    from .social.performance import performance_table, write_performance
-
-    evals = pd.concat([pd.read_parquet(p) for p in io.many("evals")], ignore_index=True)
-    n = s.naming
-    table = performance_table(evals, n.families, s.aggregation, n.first_family, list(n.model_order))
-    write_performance(table, io.out("performance"))
-    ordered = table[table["level"] == "ordered"]
-    log.info("wrote %s: %d ordered pairs, %d valid and %d invalid episodes (aggregation %s)", io.out("performance"),
-             len(ordered), int(ordered["n_valid"].sum()), int(ordered["n_invalid"].sum()), s.aggregation)
-    for row in ordered[ordered["n_invalid"] > 0].itertuples():
-        log.warning("%s: %d of %d episodes have an invalid judge reply (counted, not averaged)", row.pair,
-                    row.n_invalid, row.n_invalid + row.n_valid)
+    run_performance(io.many("evals"), s.naming, s.aggregation, io.out("performance"))
 
 
 @step("synthesize", "known-answer study: one block of planted episodes, genuine and passive shards", "",
@@ -317,48 +284,20 @@ def run_correlate(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None
 
 @step("relationships", "Figure 5: SyncR2 per relationship category of one pair", "genuine tasks", "table")
 def run_relationships(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .analysis.relationships import run_relationships
 
-    from .analysis.relationships import relationship_table
-    from .core.atomic import write_parquet
-
-    tasks = pd.read_parquet(io.one("tasks"))
-    frames = [relationship_table(io.many("genuine"), tasks, s.pair, split=s.split, rel=s.relationships, mode=mode,
-                                 ridge=s.ridge, top_k=s.sync.top_k, device=rt.get("device"))
-              for mode in s.relationships.modes]
-    table = pd.concat(frames, ignore_index=True)
-    write_parquet(table, io.out("table"))
-    log.info("wrote %s (%d rows; status counts %s)", io.out("table"), len(table),
-             table["status"].value_counts().to_dict())
+    run_relationships({s.pair: io.many("genuine")}, io.one("tasks"), io.out("table"), modes=s.relationships.modes,
+                      split=s.split, rel=s.relationships, ridge=s.ridge, top_k=s.sync.top_k, device=rt.get("device"))
 
 
 @step("sensitivity", "one sensitivity analysis (Figures 7-9, Table 2) into a sensitivity table",
       "tables disjoint summary performance", "table")
 def run_sensitivity(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .analysis.sensitivity import ANALYSIS_INPUTS, run_analysis
 
-    from .analysis import sensitivity as sens
-
-    analysis, n, min_n = s.analysis, s.naming, s.statistics.min_pairs_correlation
-    need = {"top_k": ("tables", "performance"), "no_clip": ("summary",), "sample_size": ("tables", "performance"),
-            "persona_split": ("tables", "disjoint")}[analysis]
-    lacking = [f"--in {name}" for name in need if not io.many(name)]
-    if lacking:
-        raise ValueError(f"sensitivity {analysis} needs {' and '.join(lacking)}")
-    scores, condition, order = tuple(s.get("scores", ("clipped", "unclipped"))), "experimental", list(n.model_order)
-    if analysis == "top_k":
-        frame = sens.top_k_rows(io.many("tables"), pd.read_parquet(io.one("performance")), n.families, order,
-                                ks=s.get("ks") or None, scores=scores, condition=condition, beyond="cap", min_n=min_n)
-    elif analysis == "no_clip":
-        frame = sens.no_clip_rows(pd.read_parquet(io.one("summary")), n.families, order, condition)
-    elif analysis == "sample_size":
-        frame = sens.sample_size_from_tables(io.many("tables"), pd.read_parquet(io.one("performance")), n.families,
-                                             order, scores, condition, min_n=min_n)
-    else:
-        frame = sens.persona_split_from_tables(io.many("tables"), io.many("disjoint"), n.families, order, scores,
-                                               condition)
-    sens.write_sensitivity(frame, io.out("table"))
-    log.info("wrote %s (%d %s rows)", io.out("table"), len(frame), analysis)
+    files = {name: io.many(name) for name in ANALYSIS_INPUTS[s.analysis]}
+    run_analysis(s.analysis, files, s.naming, s.statistics, io.out("table"), ks=s.get("ks"),
+                 scores=s.get("scores", ("clipped", "unclipped")))
 
 
 @step("surrogate", "surrogate-null draws of one (pair, condition, direction)", "genuine passive", "draws")
@@ -375,77 +314,42 @@ def run_surrogate_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) ->
 
 @step("figures", "the paper's figures 2-4 and the SyncR2 tables", "summary tables", "figures tables")
 def run_figures(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .report.steps import synchrony_report
 
-    from .report.figures import make_all
-    from .report.html_tables import synchrony_sections, write_html_table
-
-    make_all(io.one("summary"), io.many("tables"), s.naming.families, io.out("figures"), io.out("tables"))
-    out = write_html_table(synchrony_sections(pd.read_parquet(io.one("summary"))), f"{io.out('tables')}/synchrony.html",
-                           "SyncR2 per pair and condition")
-    log.info("wrote %s", out)
+    synchrony_report(io.one("summary"), io.many("tables"), s.naming, io.out("figures"), io.out("tables"))
 
 
 @step("social-figures", "Figures 5 and 6, Table 1 and the performance tables", "summaries", "figures tables")
 def run_social_figures(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .report.steps import social_report
 
-    from .report.html_tables import write_html_table
-    from .report.social_figures import make_social
-
-    folder = io.one("summaries")
-    make_social(folder, io.out("figures"), io.out("tables"), s.naming.abbreviations or None, s.statistics.syncr2)
-    sections = [(heading, pd.read_parquet(f"{folder}/{name}.parquet")) for name, heading in (
-        ("performance", "Social performance (Sotopia-eval; invalid judge replies counted)"),
-        ("correlation", "Figure 6: Pearson r of SyncR2 and performance per family"),
-        ("partial_correlation", "Table 1: partial correlation given the ability scores"),
-        ("pair_scores", "Pair scores"))]
-    log.info("wrote %s", write_html_table(sections, f"{io.out('tables')}/social.html", "SyncR2 and social performance"))
+    social_report(io.one("summaries"), s.naming, s.statistics, io.out("figures"), io.out("tables"))
 
 
 @step("sensitivity-figures", "the combined sensitivity table, Figures 7-9 and Table 2", "parts",
       "sensitivity figures tables")
 def run_sensitivity_figures(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    from .analysis.sensitivity import concat_sensitivity, read_sensitivity, write_sensitivity
-    from .report.sensitivity_figures import make_sensitivity
+    from .report.steps import sensitivity_report
 
-    frame = concat_sensitivity([read_sensitivity(p) for p in io.many("parts")])
-    write_sensitivity(frame, io.out("sensitivity"))
-    log.info("wrote %s (%d rows from %d analyses)", io.out("sensitivity"), len(frame), len(io.many("parts")))
-    make_sensitivity(io.out("sensitivity"), io.out("figures"), io.out("tables"), s.naming.abbreviations or None,
-                     s.statistics.syncr2)
+    sensitivity_report(io.many("parts"), io.out("sensitivity"), s.naming, s.statistics, io.out("figures"),
+                       io.out("tables"))
 
 
 @step("nonlinear-summary", "SyncR2 of the MLP-map R2 tables and Table 5 (affine against nonlinear)",
       "tables affine", "summary tables")
 def run_nonlinear_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .report.steps import nonlinear_report
 
-    from .report.sensitivity_figures import table5_nonlinear
-    from .synchrony.summary import summarize_tables, write_summary
-
-    summary = summarize_tables(io.many("tables"))
-    write_summary(summary, io.out("summary"))
-    log.info("wrote %s (%d rows)", io.out("summary"), len(summary))
-    affine = pd.read_parquet(io.one("affine"))
-    affine = affine[affine["pair"].isin(set(summary["pair"]))]  # Table 5: the pairs with nonlinear maps
-    for path in table5_nonlinear(affine, summary, io.out("tables"), s.statistics.syncr2,
-                                 s.naming.abbreviations or None, model_order=list(s.naming.model_order)):
-        log.info("wrote %s", path)
+    nonlinear_report(io.many("tables"), io.one("affine"), io.out("summary"), s.naming, s.statistics,
+                     io.out("tables"))
 
 
 @step("surrogate-summary", "the surrogate summary table and its figure (settings: stem)", "draws",
       "summary figures")
 def run_surrogate_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    import pandas as pd
+    from .report.steps import surrogate_report
 
-    from .analysis.surrogate import read_surrogate_draws, summarize_surrogate_files
-    from .report.surrogate_figure import surrogate_figure
-
-    summary = summarize_surrogate_files(io.many("draws"), io.out("summary"))
-    log.info("wrote %s (%d rows)", io.out("summary"), len(summary))
-    draws = pd.concat([read_surrogate_draws(p) for p in io.many("draws")], ignore_index=True)
-    surrogate_figure(draws, io.out("figures"), s.get("stem", "surrogate_null"), combine=True)
+    surrogate_report(io.many("draws"), io.out("summary"), io.out("figures"), s.get("stem", "surrogate_null"))
 
 
 # --------------------------------------------------------------------------- the workflow's commands

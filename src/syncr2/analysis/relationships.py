@@ -192,15 +192,16 @@ def run_relationships(
     genuine: Mapping[str, Sequence[str | os.PathLike[str]]],
     tasks_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
+    modes: Sequence[str] | None = None,
     **options,
 ) -> Path:
-    """CLI entry: :func:`relationship_table` of every pair (pair key -> genuine shard paths), one parquet.
-
-    ``options`` are relationship_table's keyword arguments (split, rel, mode, ...).
-    """
+    """CLI entry: :func:`relationship_table` of every pair (pair key -> genuine shard paths) in every mode
+    (``modes``, else ``options["mode"]``), one parquet. ``options``: relationship_table's keyword arguments."""
     tasks = pd.read_parquet(tasks_path)
-    frames = [relationship_table(paths, tasks, pair, **options) for pair, paths in sorted(genuine.items())]
+    modes = list(modes) if modes else [options.pop("mode", "paper")]
+    frames = [relationship_table(paths, tasks, pair, mode=mode, **options)
+              for pair, paths in sorted(genuine.items()) for mode in modes]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(RELATIONSHIP_COLUMNS))
     write_parquet(table, out_path)
-    log.info("wrote %s (%d rows)", out_path, len(table))
+    log.info("wrote %s (%d rows; status counts %s)", out_path, len(table), table["status"].value_counts().to_dict())
     return Path(out_path)

@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.atomic import write_parquet
+from ..core.settings import PairNaming, Statistics
 from ..synchrony.r2table import r2_cube, read_r2_table
 from ..synchrony.summary import SUMMARY_COLUMNS, summarize_tables
 from ..synchrony.sync import sync_r2
@@ -683,3 +684,31 @@ def table2_frame(rows: pd.DataFrame, score: str = "clipped", direction: str = "c
                     "note": "; ".join(notes)})
     return pd.DataFrame(out, columns=["pair", "family", "original", "original_se", "disjoint", "disjoint_se", "note"])
 
+
+#: The inputs each analysis reads (``run_analysis``'s ``files``).
+ANALYSIS_INPUTS = {"top_k": ("tables", "performance"), "no_clip": ("summary",),
+                   "sample_size": ("tables", "performance"), "persona_split": ("tables", "disjoint")}
+
+
+def run_analysis(analysis: str, files: Mapping[str, Sequence[PathLike]], naming: PairNaming,
+                 statistics: Statistics, out: PathLike, ks: Sequence[int] | None = None,
+                 scores: Sequence[str] = SCORES, condition: str = "experimental") -> pd.DataFrame:
+    """One sensitivity analysis from its files (:data:`ANALYSIS_INPUTS`), written to ``out``."""
+    lacking = [name for name in ANALYSIS_INPUTS[analysis] if not files.get(name)]
+    if lacking:
+        raise ValueError(f"sensitivity {analysis} needs {' and '.join(lacking)}")
+    order, min_n, scores = list(naming.model_order), statistics.min_pairs_correlation, tuple(scores)
+    perf = pd.read_parquet(files["performance"][0]) if files.get("performance") else None
+    if analysis == "top_k":
+        frame = top_k_rows(files["tables"], perf, naming.families, order, ks=ks or None, scores=scores,
+                           condition=condition, beyond="cap", min_n=min_n)
+    elif analysis == "no_clip":
+        frame = no_clip_rows(pd.read_parquet(files["summary"][0]), naming.families, order, condition)
+    elif analysis == "sample_size":
+        frame = sample_size_from_tables(files["tables"], perf, naming.families, order, scores, condition, min_n=min_n)
+    else:
+        frame = persona_split_from_tables(files["tables"], files["disjoint"], naming.families, order, scores,
+                                          condition)
+    write_sensitivity(frame, out)
+    log.info("wrote %s (%d %s rows)", out, len(frame), analysis)
+    return frame

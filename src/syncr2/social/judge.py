@@ -279,3 +279,22 @@ def judge_block(
         pair, seed, len(items), n_valid, len(items) - n_valid, n_cached, n_queries, time.monotonic() - started, out,
     )
     return frame
+
+
+def run_judge(settings: Mapping[str, Any], runtime: Mapping[str, Any], tasks_path: str | os.PathLike[str],
+              episodes_path: str | os.PathLike[str], pair: str, seed: int, out: str | os.PathLike[str],
+              cache_dir: str | os.PathLike[str] | None = None, progress: bool = True) -> pd.DataFrame:
+    """Judge one block from the judge's result ``settings`` (backend, style, parse rule, attempts, system
+    message, generation) and ``runtime`` (device, batches, server); see :func:`judge_block`."""
+    settings = dict(settings)
+    style = settings.pop("style", "authors")
+    parse_rule = settings.pop("parse_rule", "authors")
+    max_attempts = int(settings.pop("max_attempts", 1))
+    system_message = settings.pop("system_message", DEFAULT_SYSTEM_MESSAGE)
+    model1, sep, model2 = str(pair).partition("__")
+    if not sep:
+        raise ValueError(f"judge: the pair must be m1__m2, got {pair!r}")
+    backend = make_backend({**settings, **runtime}, style=style)
+    return judge_block(pd.read_parquet(tasks_path), pd.read_parquet(episodes_path), backend, style, parse_rule,
+                       max_attempts, cache_dir, out, pair, model1, model2, int(seed), progress=progress,
+                       system_message=system_message)

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.atomic import write_table
+from ..core.settings import PairNaming
 from .judge_prompt import DIMENSIONS, RANGES
 
 log = logging.getLogger(__name__)
@@ -297,3 +298,18 @@ def planted_performance(
         for pair, v in scores.items()
     }
     return performance_from_ordered(ordered, families, one_order_first_family, model_order)
+
+
+def run_performance(eval_paths: Sequence[str | os.PathLike[str]], naming: PairNaming, aggregation: str,
+                    out: str | os.PathLike[str]) -> pd.DataFrame:
+    """The performance table of every judged block, written to ``out``; invalid replies are logged, not hidden."""
+    evals = pd.concat([pd.read_parquet(p) for p in eval_paths], ignore_index=True)
+    table = performance_table(evals, naming.families, aggregation, naming.first_family, list(naming.model_order))
+    write_performance(table, out)
+    ordered = table[table["level"] == "ordered"]
+    log.info("wrote %s: %d ordered pairs, %d valid and %d invalid episodes (aggregation %s)", out, len(ordered),
+             int(ordered["n_valid"].sum()), int(ordered["n_invalid"].sum()), aggregation)
+    for row in ordered[ordered["n_invalid"] > 0].itertuples():
+        log.warning("%s: %d of %d episodes have an invalid judge reply (counted, not averaged)", row.pair,
+                    row.n_invalid, row.n_invalid + row.n_valid)
+    return table

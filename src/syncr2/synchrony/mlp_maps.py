@@ -272,6 +272,17 @@ def _layer_list(layers: Sequence[int] | None, n_layers: int, name: str) -> list[
     return out
 
 
+def checked(arr: np.ndarray, what: str, n: int | None) -> np.ndarray:
+    """One layer's rows as a contiguous finite (n, D) array; errors name ``what``."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or (n is not None and arr.shape[0] != n):
+        want = f"({n}, D)" if n is not None else "(n, D)"
+        raise ValueError(f"{what}: expected an {want} array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what}: contains NaN or infinite values")
+    return np.ascontiguousarray(arr)
+
+
 def mlp_pair_r2_streamed(
     load_source: LayerLoader,
     load_target: LayerLoader,
@@ -309,15 +320,6 @@ def mlp_pair_r2_streamed(
     tgt_layers = _layer_list(layers_tgt, n_target_layers, "layers_tgt")
     dev = resolve_device(device)
     chunk = len(tgt_layers) if target_chunk is None else int(target_chunk)
-
-    def checked(arr: np.ndarray, what: str, n: int | None) -> np.ndarray:
-        arr = np.asarray(arr)
-        if arr.ndim != 2 or (n is not None and arr.shape[0] != n):
-            want = f"({n}, D)" if n is not None else "(n, D)"
-            raise ValueError(f"{what}: expected an {want} array, got shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError(f"{what}: contains NaN or infinite values")
-        return np.ascontiguousarray(arr)
 
     first = checked(load_target(tgt_layers[0]), f"target layer {tgt_layers[0]}", None)
     n = first.shape[0]

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..core.atomic import write_parquet
 from ..core.conditions import Condition, DatasetError, direction_speakers
+from ..core.settings import Split
 from .datasets import fixed_size_split
 
 log = logging.getLogger(__name__)
@@ -148,3 +149,20 @@ def write_size_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the size table atomically."""
     write_parquet(table, path)
     return Path(path)
+
+
+def run_size_check(episode_paths: Sequence[str | os.PathLike[str]], split: Split, conditions: Sequence[str],
+                   directions: Sequence[str], out: str | os.PathLike[str], analysis: str = "r2",
+                   task_ids: Sequence[int] | None = None) -> pd.DataFrame:
+    """Check every dataset of the episodes (laid out by pair) against ``split``; write the table, or raise
+    naming what to change (:func:`require_fillable`). ``task_ids``: only these tasks' samples count."""
+    episodes: dict[str, list[str]] = {}
+    for path in episode_paths:
+        episodes.setdefault(pair_of_episode_file(path), []).append(str(path))
+    table = check_sample_sizes(episodes, conditions, directions, split.size, split.test_fraction, split.split_seeds,
+                               task_ids=task_ids, analysis=analysis)
+    require_fillable(table, episodes, split.test_fraction, split.split_seeds, {analysis: task_ids})
+    write_size_table(table, out)
+    log.info("size %d fits all %d datasets (fewest samples: %d); wrote %s", split.size, len(table),
+             int(table["n_samples"].min()), out)
+    return table
