@@ -455,15 +455,7 @@ def sample_size_rows(
     both = sorted(set(whole) & {int(s) for s in tables})
     if both:
         raise ValueError(f"size(s) {both} have R2 tables and are also listed as insufficient; drop one of the two")
-    summaries: dict[int, pd.DataFrame] = {}
-    for size, paths in tables.items():
-        paths = list(paths)
-        for path in paths:
-            _, meta = read_r2_table(path)
-            if meta.get("size") is not None and int(meta["size"]) != int(size):
-                raise ValueError(f"{path}: its metadata says size {meta['size']}, it was given as size {size}")
-        summary = summarize_tables(paths)
-        summaries[int(size)] = summary[summary["condition"] == condition]
+    summaries = _size_summaries(tables, condition)
     expected = {p for s in summaries.values() for p in s["pair"]} | {p for d in per_pair.values() for p in d}
     if not expected:
         raise ValueError("no R2 tables and no per-pair insufficient entries: nothing to report")
@@ -511,6 +503,20 @@ def sample_size_rows(
     out = out.sort_values(["analysis", "setting_value", "score", "direction", "pair", "family"],
                           key=lambda c: c.map(order) if c.name == "analysis" else c, kind="stable")
     return out.reset_index(drop=True)
+
+
+def _size_summaries(tables: Mapping[int, Sequence[PathLike]], condition: str) -> dict[int, pd.DataFrame]:
+    """Per size, the SyncR2 summary of its R2 tables for ``condition``; a table of another size is an error."""
+    summaries: dict[int, pd.DataFrame] = {}
+    for size, paths in tables.items():
+        paths = list(paths)
+        for path in paths:
+            _, meta = read_r2_table(path)
+            if meta.get("size") is not None and int(meta["size"]) != int(size):
+                raise ValueError(f"{path}: its metadata says size {meta['size']}, it was given as size {size}")
+        summary = summarize_tables(paths)
+        summaries[int(size)] = summary[summary["condition"] == condition]
+    return summaries
 
 
 def _lacking_rows(analysis: str, label: str, value: float, lacking: Mapping[str, str], families: Mapping[str, str],

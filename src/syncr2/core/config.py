@@ -52,6 +52,24 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
     ``passive_seeds``: how many of the seeds the passive control re-reads (the
     prompt preset's ``passive_seeds``; default all), for its sample capacity.
     """
+    problems = (_model_problems(cfg) + _size_problems(cfg, n_tasks, passive_seeds) + _judge_problems(cfg)
+                + _robustness_problems(cfg))
+    models = cfg["models"]
+    order = (cfg.get("analysis") or {}).get("model_order")
+    if order and sorted(order) != sorted(models):
+        problems.append(
+            f"analysis.model_order must list every model key once: it has {sorted(order)}, models are {sorted(models)}"
+        )
+    for ability, scores in (cfg.get("abilities") or {}).items():
+        missing = sorted(set(models) - set(scores))
+        if missing:
+            problems.append(f"abilities.{ability}: no score for model(s) {', '.join(missing)}")
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _model_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """Pairs naming undefined models, bad keys, and entries without exactly one checkpoint source."""
     problems: list[str] = []
     models = cfg["models"]
     for m1, m2 in ordered_pairs(cfg):
@@ -71,13 +89,18 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
                 f"models.{key}: give exactly one of path (a hub id or checkpoint directory), build (a tiny "
                 f"random model) or gguf (a GGUF file to convert); it has {' and '.join(sources) or 'none'}"
             )
+    return problems
+
+
+def _size_problems(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None) -> list[str]:
+    """An unfillable ``r2.size``, a lag too long for the turn cap, too few tasks for a split."""
+    problems: list[str] = []
     synthetic = cfg.get("synthetic") or {}
     max_turns = int(synthetic.get("n_turns", 8)) if synthetic else int(cfg["generation"].get("max_turns", 16))
     seeds = len(cfg["seeds"])
     size = int(cfg["r2"]["size"])
-    test_fraction = float(cfg["r2"].get("test_fraction", 0.2))
     try:
-        split_sizes(size, test_fraction)
+        split_sizes(size, float(cfg["r2"].get("test_fraction", 0.2)))
     except ValueError as exc:
         problems.append(f"r2: {exc}")
     if n_tasks < 2:
@@ -101,35 +124,26 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
                     f"({n_tasks} tasks x {n_seeds} seeds x {per_episode} per episode of {max_turns} turns); "
                     f"lower r2.size to <= {capacity} or add tasks/seeds"
                 )
+    return problems
+
+
+def _judge_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """A missing judge, an HTTP judge without a URL, a local judge without a model."""
     judge = cfg.get("judge") or {}
-    if not judge and not cfg.get("synthetic"):
-        problems.append("judge: missing; a study of LLMs needs a judge section (see config/config.yaml)")
+    if not judge:
+        return [] if cfg.get("synthetic") else [
+            "judge: missing; a study of LLMs needs a judge section (see config/config.yaml)"]
     if judge.get("backend") == "openai_http":
-        http = judge.get("openai_http") or {}
-        if not http.get("base_url"):
-            problems.append(
-                "judge.openai_http.base_url is not set: give your OpenAI-compatible server's URL, e.g. "
-                "--config 'judge={\"openai_http\": {\"base_url\": \"http://judge-node:8000/v1\"}}'"
-            )
+        if not (judge.get("openai_http") or {}).get("base_url"):
+            return ["judge.openai_http.base_url is not set: give your OpenAI-compatible server's URL, e.g. "
+                    "--config 'judge={\"openai_http\": {\"base_url\": \"http://judge-node:8000/v1\"}}'"]
     elif judge.get("backend") == "hf_local" and not judge.get("hf_local"):
-        problems.append("judge.hf_local: the local judge needs a model: set judge.hf_local.path (or .build, or .model)")
+        return ["judge.hf_local: the local judge needs a model: set judge.hf_local.path (or .build, or .model)"]
     elif judge.get("backend") == "hf_local" and "model" in judge["hf_local"]:
-        key = judge["hf_local"]["model"]
-        if key not in (cfg.get("models") or {}):
-            problems.append(f"judge.hf_local.model: {key!r} is not a key of models ({', '.join(sorted(cfg.get('models') or {}))})")
-    order = (cfg.get("analysis") or {}).get("model_order")
-    if order and sorted(order) != sorted(models):
-        problems.append(
-            f"analysis.model_order must list every model key once: it has {sorted(order)}, models are {sorted(models)}"
-        )
-    problems += _robustness_problems(cfg)
-    abilities = cfg.get("abilities") or {}
-    for ability, scores in abilities.items():
-        missing = sorted(set(models) - set(scores))
-        if missing:
-            problems.append(f"abilities.{ability}: no score for model(s) {', '.join(missing)}")
-    if problems:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+        key, models = judge["hf_local"]["model"], cfg.get("models") or {}
+        if key not in models:
+            return [f"judge.hf_local.model: {key!r} is not a key of models ({', '.join(sorted(models))})"]
+    return []
 
 
 def _chosen_pairs(cfg: Mapping[str, Any], analysis: str) -> list[str] | str:

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import matplotlib
@@ -199,6 +200,30 @@ def _family_blocks(ax: plt.Axes, families: Sequence[str], top: bool) -> None:
             start = i
 
 
+def _se_panel(bottom: Any, series: Mapping[str, pd.DataFrame], xs: np.ndarray, offsets: Mapping[str, float],
+              positive_se: list[float]) -> None:
+    """Figure 8's lower panel: SEs on a log scale; an SE of exactly 0 cannot be drawn there, so it sits
+    hollow at a floor below a break line."""
+    floor = min(positive_se) / 10 if positive_se else 1e-3
+    any_zero = False
+    for score, sub in series.items():
+        color, marker, label = _SCORE_STYLE[score]
+        se = sub["se"].to_numpy(float)
+        x = xs + offsets[score]
+        pos = np.isfinite(se) & (se > 0)
+        bottom.scatter(x[pos], se[pos], marker=marker, color=color, s=22, label=label, zorder=3)
+        zero = np.isfinite(se) & (se == 0)
+        if zero.any():
+            any_zero = True
+            bottom.scatter(x[zero], np.full(zero.sum(), floor), marker=marker, facecolor="none", edgecolor=color,
+                           s=22, zorder=3, label=f"{label}: SE = 0 (every layer floored)")
+    bottom.set_yscale("log")
+    if any_zero:
+        bottom.axhline(floor * 2.5, color="grey", linestyle=":", linewidth=0.8)
+        bottom.text(-0.5, floor * 1.15, "SE = 0", fontsize=7, color="dimgrey", ha="left", va="bottom")
+        bottom.set_ylim(floor / 2, max(positive_se, default=floor * 10) * 2)
+
+
 def fig8_no_clip(
     frame: pd.DataFrame,
     out_dir: str | os.PathLike[str],
@@ -255,25 +280,7 @@ def fig8_no_clip(
     top.set_ylabel("$SyncR^2$ (four-value mean)" if direction == "four_way" else f"$SyncR^2$ ({direction})")
     top.grid(axis="y", alpha=0.3, linewidth=0.5)
     _family_blocks(top, [pair_fam[p] for p in pairs], True)
-    # lower panel: SEs on a log scale; an SE of exactly 0 cannot be drawn there, so it sits hollow at the floor
-    floor = min(positive_se) / 10 if positive_se else 1e-3  # where an SE of 0 is drawn, below a break line
-    any_zero = False
-    for score, sub in series.items():
-        color, marker, label = _SCORE_STYLE[score]
-        se = sub["se"].to_numpy(float)
-        x = xs + offsets[score]
-        pos = np.isfinite(se) & (se > 0)
-        bottom.scatter(x[pos], se[pos], marker=marker, color=color, s=22, label=label, zorder=3)
-        zero = np.isfinite(se) & (se == 0)
-        if zero.any():
-            any_zero = True
-            bottom.scatter(x[zero], np.full(zero.sum(), floor), marker=marker, facecolor="none", edgecolor=color,
-                           s=22, zorder=3, label=f"{label}: SE = 0 (every layer floored)")
-    bottom.set_yscale("log")
-    if any_zero:
-        bottom.axhline(floor * 2.5, color="grey", linestyle=":", linewidth=0.8)
-        bottom.text(-0.5, floor * 1.15, "SE = 0", fontsize=7, color="dimgrey", ha="left", va="bottom")
-        bottom.set_ylim(floor / 2, max(positive_se, default=floor * 10) * 2)
+    _se_panel(bottom, series, xs, offsets, positive_se)
     bottom.set_ylabel("standard error (log scale)")
     handles: dict[str, object] = {}
     for ax in (top, bottom):

@@ -750,12 +750,11 @@ class ChatLM:
         generator (:class:`RowGumbelSampler`), so its text depends on its
         prompt, seed and the settings only: not on ``cfg.batch_size``, the
         other prompts or their order (up to float rounding of the padded
-        batch). One ``model.generate`` call per batch of :meth:`plan_batches`
-        (longest prompts first, within the memory budget), left-padded;
-        results come back in input order. ``stop_at_newline`` (default:
-        the config's) ends a row at the first newline after non-whitespace
-        text: the first line is unchanged, the tokens after it are not
-        generated. ``keys`` (one per prompt, e.g. an episode's agent; None: no
+        batch). One ``model.generate`` call per left-padded batch of
+        :meth:`plan_batches`; results come back in input order.
+        ``stop_at_newline`` (default: the config's) ends a row at its first
+        newline after non-whitespace text (the tokens after it are not
+        generated). ``keys`` (one per prompt, e.g. an episode's agent; None: no
         reuse): with ``prefix_reuse``, a keyed prompt reuses the key/value
         cache of the key's previous prompt for their common token prefix, and
         its own prompt's cache is kept for the next call
@@ -778,7 +777,6 @@ class ChatLM:
         texts = [""] * n
         reasons = [""] * n
         keys = self._reuse(keys, n)
-        self.n_generate_calls = getattr(self, "n_generate_calls", 0)
         for rows in self.plan_batches([len(r) for r in ids], settings["max_new_tokens"]):
             batch = [ids[i] for i in rows]
             batch_keys = None if keys is None else [keys[i] for i in rows]
@@ -809,16 +807,9 @@ class ChatLM:
             if past is not None:
                 self.prefixes.keep(batch_keys, batch, generated.past_key_values, prompt_len)
             del generated, past
-            self.n_generate_calls += 1
+            self.n_generate_calls = getattr(self, "n_generate_calls", 0) + 1
             reps[rows] = self._collect(slots)
-            new_tokens = seqs[:, prompt_len:].cpu().numpy()
-            finish_len = tracker.finish_len.cpu().numpy()
-            reason = tracker.reason.cpu().numpy()
-            for r, i in enumerate(rows):
-                k = int(finish_len[r]) if finish_len[r] > 0 else new_tokens.shape[1]
-                n_new[i] = k
-                reasons[i] = {0: "length", 1: "eos", 2: "newline"}[int(reason[r])]
-                texts[i] = self.tokenizer.decode(new_tokens[r, :k].tolist(), skip_special_tokens=True)
+            self._store_replies(rows, seqs[:, prompt_len:].cpu().numpy(), tracker, texts, reasons, n_new)
         return GenerationResult(
             texts=texts,
             reps=reps,
@@ -827,6 +818,17 @@ class ChatLM:
             finish_reasons=reasons,
             settings=settings,
         )
+
+    def _store_replies(self, rows: Sequence[int], new_tokens: np.ndarray, tracker: _FinishTracker,
+                       texts: list[str], reasons: list[str], n_new: np.ndarray) -> None:
+        """Each row's reply up to where it finished (EOS, newline, or the length cap), in input order."""
+        finish_len = tracker.finish_len.cpu().numpy()
+        reason = tracker.reason.cpu().numpy()
+        for r, i in enumerate(rows):
+            k = int(finish_len[r]) if finish_len[r] > 0 else new_tokens.shape[1]
+            n_new[i] = k
+            reasons[i] = {0: "length", 1: "eos", 2: "newline"}[int(reason[r])]
+            texts[i] = self.tokenizer.decode(new_tokens[r, :k].tolist(), skip_special_tokens=True)
 
 
 def load_lm(cfg: LMConfig | dict[str, Any]) -> ChatLM:

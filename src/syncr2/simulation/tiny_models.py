@@ -241,6 +241,26 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _model_config(arch: str, common: dict[str, Any], sliding_window: int | None) -> tuple[Any, type]:
+    """The transformers config and model class of a tiny ``arch`` model."""
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+    )
+
+    if arch == "llama":
+        return LlamaConfig(**common), LlamaForCausalLM
+    if arch == "gemma3":
+        head_dim = common["hidden_size"] // common["num_attention_heads"]
+        return (Gemma3TextConfig(sliding_window=sliding_window or 512, head_dim=head_dim,
+                                 query_pre_attn_scalar=head_dim, **common), Gemma3ForCausalLM)
+    return MistralConfig(sliding_window=sliding_window, **common), MistralForCausalLM
+
+
 def build_tiny_model(
     out_dir: str | Path,
     arch: Literal["llama", "mistral", "gemma3"],
@@ -268,15 +288,7 @@ def build_tiny_model(
     sixth block global, the others local) it is the local blocks' window
     (default 512, Gemma-3-270M's). Returns ``out_dir``.
     """
-    from transformers import (
-        Gemma3ForCausalLM,
-        Gemma3TextConfig,
-        GenerationConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-        MistralConfig,
-        MistralForCausalLM,
-    )
+    from transformers import GenerationConfig
 
     if arch not in ("llama", "mistral", "gemma3"):
         raise ValueError(f"arch must be 'llama', 'mistral' or 'gemma3', got {arch!r}")
@@ -287,30 +299,12 @@ def build_tiny_model(
 
     tokenizer = train_tokenizer(corpus, vocab_size=vocab_size, model_max_length=max_position_embeddings)
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in (BOS, EOS, PAD)}
-    common: dict[str, Any] = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden_size,
-        intermediate_size=intermediate_size,
-        num_hidden_layers=n_layers,
-        num_attention_heads=n_heads,
-        num_key_value_heads=n_kv_heads,
-        max_position_embeddings=max_position_embeddings,
-        initializer_range=initializer_range,
-        rms_norm_eps=1e-5,
-        bos_token_id=ids[BOS],
-        eos_token_id=ids[EOS],
-        pad_token_id=ids[PAD],
-        tie_word_embeddings=False,
-    )
-    if arch == "llama":
-        config, cls = LlamaConfig(**common), LlamaForCausalLM
-    elif arch == "gemma3":
-        config = Gemma3TextConfig(sliding_window=sliding_window or 512, head_dim=hidden_size // n_heads,
-                                  query_pre_attn_scalar=hidden_size // n_heads, **common)
-        cls = Gemma3ForCausalLM
-    else:
-        config, cls = MistralConfig(sliding_window=sliding_window, **common), MistralForCausalLM
-
+    config, cls = _model_config(arch, dict(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=n_layers, num_attention_heads=n_heads, num_key_value_heads=n_kv_heads,
+        max_position_embeddings=max_position_embeddings, initializer_range=initializer_range, rms_norm_eps=1e-5,
+        bos_token_id=ids[BOS], eos_token_id=ids[EOS], pad_token_id=ids[PAD], tie_word_embeddings=False,
+    ), sliding_window)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = cls(config).to(torch.float32).eval()
@@ -320,6 +314,16 @@ def build_tiny_model(
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
 
+    _record_build(out, tokenizer, corpus, {
+        "arch": arch, "n_layers": n_layers, "hidden_size": hidden_size, "n_heads": n_heads, "n_kv_heads": n_kv_heads,
+        "intermediate_size": intermediate_size, "seed": seed, "vocab_size_requested": vocab_size,
+        "max_position_embeddings": max_position_embeddings, "initializer_range": initializer_range,
+        "sliding_window": sliding_window})
+    return out
+
+
+def _record_build(out: Path, tokenizer: Any, corpus: list[str] | None, spec: dict[str, Any]) -> None:
+    """Give the weights the usual file mode and write the build record (spec, vocabulary, file hashes)."""
     weights = sorted(p.name for p in out.glob("*.safetensors"))
     umask = os.umask(0)
     os.umask(umask)
@@ -327,18 +331,8 @@ def build_tiny_model(
         os.chmod(out / name, 0o666 & ~umask)
     record = {
         "builder": "syncr2.simulation.tiny_models.build_tiny_model",
-        "arch": arch,
-        "n_layers": n_layers,
-        "hidden_size": hidden_size,
-        "n_heads": n_heads,
-        "n_kv_heads": n_kv_heads,
-        "intermediate_size": intermediate_size,
-        "seed": seed,
-        "vocab_size_requested": vocab_size,
+        **spec,
         "vocab_size": len(tokenizer),
-        "max_position_embeddings": max_position_embeddings,
-        "initializer_range": initializer_range,
-        "sliding_window": sliding_window,
         "extra_corpus_lines": len(corpus or []),
         "extra_corpus_sha256": hashlib.sha256("\n".join(corpus or []).encode()).hexdigest(),
         "weights_sha256": {name: _sha256(out / name) for name in weights},
@@ -346,7 +340,6 @@ def build_tiny_model(
         "torch": torch.__version__,
     }
     (out / BUILD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return out
 
 
 _SPEC_KEYS = {

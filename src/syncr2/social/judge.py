@@ -193,7 +193,7 @@ def judge_block(
     from tqdm.auto import tqdm
 
     from syncr2.social.judge_prompt import judge_messages, prompt_sha256
-    from syncr2.social.reply_parsing import eval_frame, eval_rows, parse_reply
+    from syncr2.social.reply_parsing import eval_frame, eval_rows
 
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -218,6 +218,40 @@ def judge_block(
         items[tid] = {"messages": messages, "sha": sha, "key": cache_key(sha, backend), "from_cache": False}
 
     bar = tqdm(total=len(items), desc=f"judge {pair} seed {seed}", disable=not progress, leave=False)
+    pending = _use_cache(items, cache, parse_rule, style, bar)
+    n_cached = len(items) - len(pending)
+    if n_cached:
+        logger.info("judge %s seed %d: %d of %d episodes valid in the cache", pair, seed, n_cached, len(items))
+    meta = {"backend": backend.name, "params_json": params_json}
+    n_queries = _query(backend, items, pending, cache, parse_rule, style, max_attempts, meta, bar,
+                       f"judge {pair} seed {seed}")
+    bar.close()
+    rows: list[dict[str, Any]] = []
+    n_valid = 0
+    for tid, it in items.items():
+        reply, parsed = it["reply"], it["parsed"]
+        n_valid += parsed.status == "valid"
+        rows.extend(eval_rows(parsed, {
+            "pair": pair, "model1": model1, "model2": model2, "seed": int(seed), "task_id": tid,
+            "raw_content": reply.content, "reasoning_content": reply.reasoning, "finish_reason": reply.finish_reason,
+            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
+            "prompt_sha256": it["sha"], "backend": backend.name, "params_json": params_json, "style": style,
+            "parse_rule": parse_rule, "attempts": int(it["attempts"]), "error": reply.error,
+        }))
+    frame = eval_frame(rows)
+    write_parquet(frame, out)
+    logger.info(
+        "judge %s seed %d: %d episodes, %d valid, %d invalid, %d from cache, %d queried, %.1f s -> %s",
+        pair, seed, len(items), n_valid, len(items) - n_valid, n_cached, n_queries, time.monotonic() - started, out,
+    )
+    return frame
+
+
+def _use_cache(items: dict[int, dict[str, Any]], cache: Path | None, parse_rule: str, style: str,
+               bar: Any) -> list[int]:
+    """Take every valid cached reply into ``items``; the task ids still to query."""
+    from syncr2.social.reply_parsing import parse_reply
+
     pending: list[int] = []
     for tid, it in items.items():
         hit = read_cached(cache, it["key"])
@@ -229,16 +263,19 @@ def judge_block(
                 bar.update(1)
                 continue
         pending.append(tid)
-    n_cached = len(items) - len(pending)
-    if n_cached:
-        logger.info("judge %s seed %d: %d of %d episodes valid in the cache", pair, seed, n_cached, len(items))
+    return pending
+
+
+def _query(backend: JudgeBackend, items: dict[int, dict[str, Any]], pending: list[int], cache: Path | None,
+           parse_rule: str, style: str, max_attempts: int, meta: Mapping[str, str], bar: Any, what: str) -> int:
+    """Ask the backend for ``pending`` in batches, again for invalid replies up to ``max_attempts``; every
+    reply is cached and kept in ``items`` (the last one counts). Returns the number of queries."""
+    from syncr2.social.reply_parsing import parse_reply
 
     n_queries = 0
+    step = max(1, int(getattr(backend, "batch_size", 1)))
     for attempt in range(1, max_attempts + 1):
-        if not pending:
-            break
         still: list[int] = []
-        step = max(1, int(getattr(backend, "batch_size", 1)))
         for start in range(0, len(pending), step):
             chunk = pending[start:start + step]
             replies = backend.complete_batch([items[t]["messages"] for t in chunk])
@@ -247,38 +284,17 @@ def judge_block(
                 parsed = parse_reply(reply.content, reply.finish_reason, parse_rule, style)
                 it = items[tid]
                 it.update(reply=reply, parsed=parsed, attempts=attempt)
-                write_cached(cache, it["key"], reply, attempt,
-                             {"prompt_sha256": it["sha"], "backend": backend.name, "params_json": params_json})
+                write_cached(cache, it["key"], reply, attempt, {"prompt_sha256": it["sha"], **meta})
                 if parsed.status == "valid" or attempt == max_attempts:
                     bar.update(1)
                 else:
                     still.append(tid)
-                logger.debug("judge %s seed %d task %d attempt %d: %s%s", pair, seed, tid, attempt, parsed.status,
+                logger.debug("%s task %d attempt %d: %s%s", what, tid, attempt, parsed.status,
                              f" ({reply.error})" if reply.error else "")
         pending = still
-    bar.close()
-
-    rows: list[dict[str, Any]] = []
-    n_valid = 0
-    for tid, it in items.items():
-        reply = it["reply"]
-        parsed = it["parsed"]
-        n_valid += parsed.status == "valid"
-        meta = {
-            "pair": pair, "model1": model1, "model2": model2, "seed": int(seed), "task_id": tid,
-            "raw_content": reply.content, "reasoning_content": reply.reasoning, "finish_reason": reply.finish_reason,
-            "prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-            "prompt_sha256": it["sha"], "backend": backend.name, "params_json": params_json, "style": style,
-            "parse_rule": parse_rule, "attempts": int(it["attempts"]), "error": reply.error,
-        }
-        rows.extend(eval_rows(parsed, meta))
-    frame = eval_frame(rows)
-    write_parquet(frame, out)
-    logger.info(
-        "judge %s seed %d: %d episodes, %d valid, %d invalid, %d from cache, %d queried, %.1f s -> %s",
-        pair, seed, len(items), n_valid, len(items) - n_valid, n_cached, n_queries, time.monotonic() - started, out,
-    )
-    return frame
+        if not pending:
+            break
+    return n_queries
 
 
 def run_judge(settings: Mapping[str, Any], runtime: Mapping[str, Any], tasks_path: str | os.PathLike[str],
