@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .prompts import PromptTemplates, _bios
+from .prompts import PromptTemplates, interaction_context
 
 if TYPE_CHECKING:
     from .sotopia_api import Task
@@ -63,18 +63,8 @@ def render_intro_authors(task: Task, agent: int, templates: PromptTemplates) -> 
         raise ValueError(f"agent must be 1 or 2, got {agent!r}")
     names = task.agent_names
     me = names[agent - 1]
-    bios = _bios(task)
     preamble = "\n".join(templates.preamble(me))
-    text = (
-        f"{preamble}\n"
-        "Here is the context of this interaction:\n"
-        f"Scenario: {task.scenario}\n"
-        f"Participants: {names[0]} and {names[1]}\n"
-        f"{names[0]}'s background: {bios[0]}\n"
-        f"{names[1]}'s background: {bios[1]}\n"
-        f"{names[0]}'s goal: {task.agent_goals[0]}\n"
-        f"{names[1]}'s goal: {task.agent_goals[1]}\n"
-    )
+    text = f"{preamble}\n" + interaction_context(task)
     partner = 2 - agent  # 0-based index of the other agent
     intro = _mask_partner(_docstring_format(text), partner, names[partner], templates.hidden_goal)
     if templates.instruction:

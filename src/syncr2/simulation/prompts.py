@@ -150,6 +150,20 @@ def _bios(task: Task) -> list[str]:
     return [sot.get_bio(rel, profile, agent_id=i) for i, profile in enumerate(task.agents)]
 
 
+def interaction_context(task: Task) -> str:
+    """The raw context block both presets start from: scenario, participants, both backgrounds and goals."""
+    names, bios = task.agent_names, _bios(task)
+    return (
+        "Here is the context of this interaction:\n"
+        f"Scenario: {task.scenario}\n"
+        f"Participants: {names[0]} and {names[1]}\n"
+        f"{names[0]}'s background: {bios[0]}\n"
+        f"{names[1]}'s background: {bios[1]}\n"
+        f"{names[0]}'s goal: {task.agent_goals[0]}\n"
+        f"{names[1]}'s goal: {task.agent_goals[1]}\n"
+    )
+
+
 def render_context(task: Task, agent: int, hidden_goal: str = "Unknown") -> str:
     """Sotopia's context text as agent ``agent`` (1 or 2) sees it, tags removed.
 
@@ -229,17 +243,7 @@ def render_judge_intro_authors(task: Task) -> str:
     its trailing spaces and a newline; every other intro has no trailing
     newline. Unlike :func:`render_judge_intro` no line is right-stripped.
     """
-    names = task.agent_names
-    bios = _bios(task)
-    text = (
-        "Here is the context of this interaction:\n"
-        f"Scenario: {task.scenario}\n"
-        f"Participants: {names[0]} and {names[1]}\n"
-        f"{names[0]}'s background: {bios[0]}\n"
-        f"{names[1]}'s background: {bios[1]}\n"
-        f"{names[0]}'s goal: {task.agent_goals[0]}\n"
-        f"{names[1]}'s goal: {task.agent_goals[1]}\n"
-    )
+    text = interaction_context(task)
     return _AUTHORS_TAG_RE.sub("", re.sub("\n +", "\n", text).strip())
 
 
