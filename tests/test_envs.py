@@ -33,16 +33,28 @@ def test_envs_pin_the_pyproject_versions():
 
 
 def test_every_rule_takes_its_conda_env_from_its_placement():
-    """One decision per rule: env(X) and placement(X, ...) get the same X, so a GPU job gets the GPU env."""
+    """One decision per rule: env("rule") and placement("rule") both ask Study.placement of that rule."""
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
     for kind in ("gpu", "cpu"):
         assert f'"../../envs/{kind}.yaml"' in common
         assert (REPO / "envs" / f"{kind}.yaml").is_file()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
-        text = smk.read_text()
-        rules = re.split(r"^(?=rule \w+:)", text, flags=re.M)[1:]
-        for rule in rules:
-            name = rule.split(":")[0]
-            env = re.search(r"conda:\n\s+env\(([^)]*)\)", rule)
-            place = re.search(r"\*\*placement\(([^,)]*)", rule)
-            assert env and place and env.group(1) == place.group(1), (smk.name, name)
+        for rule in re.split(r"^(?=rule \w+:)", smk.read_text(), flags=re.M)[1:]:
+            name = rule.split(":")[0].split()[1]
+            assert f'conda:\n        env("{name}")' in rule, (smk.name, name)
+            assert f'**placement("{name}")' in rule, (smk.name, name)
+
+
+def test_placement_puts_gpu_work_on_a_gpu_with_the_gpu_env():
+    """The paper's MLP maps (device cuda) and a local judge are GPU jobs; an HTTP judge and CPU MLPs are not."""
+    from syncr2.core.settings import Study
+
+    def study(name: str) -> Study:
+        return Study.from_config(yaml.safe_load((REPO / "config" / name).read_text()))
+
+    paper, default, smoke = study("paper.yaml"), study("config.yaml"), study("smoke.yaml")
+    assert paper.placement("mlp_table").gpu and not paper.placement("judge").gpu
+    assert default.placement("judge").gpu and not default.placement("mlp_table").gpu
+    assert smoke.placement("simulate").gpu and smoke.placement("read_passive").gpu
+    assert not any(smoke.placement(r).gpu for r in ("r2_table", "figures", "surrogate_draws", "tasks"))
+    assert smoke.placement("r2_table", {"pair": "a__b"}).run_options == {"device": smoke.config["r2"]["device"]}

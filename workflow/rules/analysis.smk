@@ -14,9 +14,9 @@ rule correlate:
     log:
         "logs/correlate.log",
     conda:
-        env(False)
+        env("correlate")
     resources:
-        **placement(False),
+        **placement("correlate"),
     params:
         settings=settings("correlate"),
     shell:
@@ -38,9 +38,9 @@ rule check_relationship_sizes:
     log:
         "logs/check_sizes/relationships.log",
     conda:
-        env(False)
+        env("check_relationship_sizes")
     resources:
-        **placement(False),
+        **placement("check_relationship_sizes"),
     params:
         settings=settings("check_relationship_sizes"),
     shell:
@@ -63,9 +63,9 @@ rule relationships:
     log:
         "logs/relationships/{pair}.log",
     conda:
-        env(False)
+        env("relationships")
     resources:
-        **placement(False, "relationships"),
+        **placement("relationships"),
     params:
         settings=settings("relationships"),
     shell:
@@ -81,9 +81,9 @@ rule relationships_summary:
     log:
         "logs/relationships/all.log",
     conda:
-        env(False)
+        env("relationships_summary")
     resources:
-        **placement(False),
+        **placement("relationships_summary"),
     params:
         settings=settings("relationships_summary"),
     shell:

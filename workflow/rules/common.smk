@@ -61,22 +61,24 @@ RES = config.get("resources", {})
 # (or workflow/profiles/paper); a rule declares only where it runs (placement).
 
 
-def placement(gpu, rule=None):
-    """A job's resources: one GPU on the GPU partition, or the CPU partition; and its
-    run options (STUDY.run_options: device, batches), a JSON that is never a rerun trigger.
+def placement(rule):
+    """A job's resources by STUDY.placement: one GPU on the GPU partition, or the CPU
+    partition; and its run options (device, batches), a JSON that is never a rerun trigger.
     """
     res = (
         dict(gpu=1, slurm_partition=RES["gpu_partition"])
-        if gpu
+        if STUDY.placement(rule).gpu
         else dict(slurm_partition=RES["cpu_partition"])
     )
-    options = (lambda wc: canon(STUDY.run_options(rule, wc))) if rule else "{}"
-    return {**res, "run_options": options}
+    return {
+        **res,
+        "run_options": lambda wc: canon(STUDY.placement(rule, wc).run_options),
+    }
 
 
-def env(gpu):
-    """The conda environment of a job, by the same placement as its resources."""
-    return "../../envs/gpu.yaml" if gpu else "../../envs/cpu.yaml"
+def env(rule):
+    """A job's conda environment, by the same placement as its resources."""
+    return "../../envs/gpu.yaml" if STUDY.placement(rule).gpu else "../../envs/cpu.yaml"
 
 
 def canon(value):

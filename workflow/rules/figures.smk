@@ -33,9 +33,9 @@ rule figures:
     log:
         "logs/figures.log",
     conda:
-        env(False)
+        env("figures")
     resources:
-        **placement(False),
+        **placement("figures"),
     params:
         settings=settings("figures"),
     shell:
@@ -78,9 +78,9 @@ rule social_figures:
     log:
         "logs/social_figures.log",
     conda:
-        env(False)
+        env("social_figures")
     resources:
-        **placement(False),
+        **placement("social_figures"),
     params:
         settings=settings("social_figures"),
     shell:

@@ -11,9 +11,9 @@ rule build_tiny_model:
     wildcard_constraints:
         model=models_made_by("build"),
     conda:
-        env(False)
+        env("build_tiny_model")
     resources:
-        **placement(False),
+        **placement("build_tiny_model"),
     params:
         settings=settings("build_tiny_model"),
     shell:
@@ -29,9 +29,9 @@ rule convert_gguf:
     wildcard_constraints:
         model=models_made_by("gguf"),
     conda:
-        env(False)
+        env("convert_gguf")
     resources:
-        **placement(False, "convert_gguf"),
+        **placement("convert_gguf"),
     params:
         settings=settings("convert_gguf"),
     shell:

@@ -5,7 +5,6 @@
 SENS = ANALYSIS["sensitivity"]
 MLP = ANALYSIS["nonlinear"]
 SUR = ANALYSIS["surrogate"]
-MLP_ON_GPU = MLP["device"] != "cpu"
 
 
 rule sensitivity_analysis:
@@ -19,9 +18,9 @@ rule sensitivity_analysis:
     wildcard_constraints:
         analysis="top_k|no_clip|sample_size|persona_split",
     conda:
-        env(False)
+        env("sensitivity_analysis")
     resources:
-        **placement(False),
+        **placement("sensitivity_analysis"),
     params:
         settings=settings("sensitivity_analysis"),
     shell:
@@ -53,9 +52,9 @@ rule sensitivity:
     log:
         "logs/sensitivity/all.log",
     conda:
-        env(False)
+        env("sensitivity")
     resources:
-        **placement(False),
+        **placement("sensitivity"),
     params:
         settings=settings("sensitivity"),
     shell:
@@ -71,9 +70,9 @@ rule mlp_table:
     log:
         "logs/mlp_table/{pair}/{direction}.log",
     conda:
-        env(MLP_ON_GPU)
+        env("mlp_table")
     resources:
-        **placement(MLP_ON_GPU, "mlp_table"),
+        **placement("mlp_table"),
     params:
         settings=settings("mlp_table"),
     shell:
@@ -95,9 +94,9 @@ rule nonlinear:
     log:
         "logs/nonlinear.log",
     conda:
-        env(False)
+        env("nonlinear")
     resources:
-        **placement(False),
+        **placement("nonlinear"),
     params:
         settings=settings("nonlinear"),
     shell:
@@ -120,9 +119,9 @@ rule surrogate_draws:
     log:
         "logs/surrogate/{pair}/{condition}/{direction}.log",
     conda:
-        env(False)
+        env("surrogate_draws")
     resources:
-        **placement(False, "surrogate_draws"),
+        **placement("surrogate_draws"),
     params:
         settings=settings("surrogate_draws"),
     shell:
@@ -149,9 +148,9 @@ rule surrogate:
     log:
         "logs/surrogate/all.log",
     conda:
-        env(False)
+        env("surrogate")
     resources:
-        **placement(False),
+        **placement("surrogate"),
     params:
         settings=settings("surrogate"),
     shell:

@@ -10,9 +10,9 @@ rule simulate:
     log:
         "logs/simulate/{pair}/seed{seed}/block{block}.log",
     conda:
-        env(True)
+        env("simulate")
     resources:
-        **placement(True, "simulate"),
+        **placement("simulate"),
     params:
         settings=settings("simulate"),
     shell:
@@ -31,9 +31,9 @@ rule read_passive:
     log:
         "logs/read_passive/{pair}/seed{seed}/block{block}.log",
     conda:
-        env(True)
+        env("read_passive")
     resources:
-        **placement(True, "read_passive"),
+        **placement("read_passive"),
     params:
         settings=settings("read_passive"),
     shell:

@@ -21,9 +21,9 @@ rule build_judge_model:
     log:
         "logs/build_judge_model.log",
     conda:
-        env(False)
+        env("build_judge_model")
     resources:
-        **placement(False),
+        **placement("build_judge_model"),
     params:
         settings=settings("build_judge_model"),
     shell:
@@ -41,9 +41,9 @@ rule judge:
     log:
         "logs/judge/{pair}/seed{seed}/block{block}.log",
     conda:
-        env(JUDGE_LOCAL)
+        env("judge")
     resources:
-        **placement(JUDGE_LOCAL, "judge"),
+        **placement("judge"),
     params:
         settings=settings("judge"),
     shell:
@@ -64,9 +64,9 @@ rule performance:
     log:
         "logs/performance.log",
     conda:
-        env(False)
+        env("performance")
     resources:
-        **placement(False),
+        **placement("performance"),
     params:
         settings=settings("performance"),
     shell:

@@ -16,9 +16,9 @@ rule check_sizes:
     log:
         "logs/check_sizes/{condition}.log",
     conda:
-        env(False)
+        env("check_sizes")
     resources:
-        **placement(False),
+        **placement("check_sizes"),
     params:
         settings=settings("check_sizes"),
     shell:
@@ -49,9 +49,9 @@ rule r2_table:
     log:
         "logs/r2_table/{r2dir}/{pair}/{condition}/{direction}.log",
     conda:
-        env(False)
+        env("r2_table")
     resources:
-        **placement(False, "r2_table"),
+        **placement("r2_table"),
     params:
         settings=settings("r2_table"),
     shell:
@@ -71,9 +71,9 @@ rule synchrony_condition:
     log:
         "logs/synchrony/{condition}.log",
     conda:
-        env(False)
+        env("synchrony_condition")
     resources:
-        **placement(False),
+        **placement("synchrony_condition"),
     params:
         settings=settings("synchrony_condition"),
     shell:
@@ -91,9 +91,9 @@ rule synchrony:
     log:
         "logs/synchrony/all.log",
     conda:
-        env(False)
+        env("synchrony")
     resources:
-        **placement(False),
+        **placement("synchrony"),
     params:
         settings=settings("synchrony"),
     shell:

@@ -13,9 +13,9 @@ rule synthesize:
     log:
         "logs/synthesize/{pair}/seed{seed}/block{block}.log",
     conda:
-        env(False)
+        env("synthesize")
     resources:
-        **placement(False),
+        **placement("synthesize"),
     params:
         settings=settings("synthesize"),
     shell:
@@ -30,9 +30,9 @@ rule planted_performance:
     log:
         "logs/planted_performance.log",
     conda:
-        env(False)
+        env("planted_performance")
     resources:
-        **placement(False),
+        **placement("planted_performance"),
     params:
         settings=settings("planted_performance"),
     shell:

@@ -5,9 +5,9 @@ rule tasks:
     log:
         "logs/tasks.log",
     conda:
-        env(False)
+        env("tasks")
     resources:
-        **placement(False),
+        **placement("tasks"),
     params:
         settings=settings("tasks"),
     shell:

@@ -7,9 +7,9 @@ default) becomes a :class:`Study` once; :func:`step_settings` picks the parts on
 step uses and adds the job's wildcards; the rule passes that canonical JSON
 (:func:`~syncr2.core.config.canonical_json`) as its only param, so it is also the
 job's rerun trigger; the CLI turns it back into the same typed parts
-(:class:`StepSettings`). Where and how a job runs (:class:`Placement`) is a
-resource of the job, never a param: it decides the Slurm resources and the conda
-environment, and a changed device reruns nothing.
+(:class:`StepSettings`). Where and how a job runs (:meth:`Study.placement`) is a
+resource of the job, never a param: it decides both the Slurm resources and the
+conda environment, and a changed device reruns nothing.
 """
 
 from __future__ import annotations
@@ -119,10 +119,15 @@ class Relationships:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a job runs: never a rerun trigger. ``gpu``: the job asks for one GPU (and the GPU env)."""
+    """Where a job runs, never a rerun trigger: on a GPU (one GPU, the GPU partition and the GPU conda
+    env) or not, and its run options (the ``--runtime`` JSON: device, batches, memory, a file's source)."""
 
     gpu: bool
-    runtime: dict[str, Any] = field(default_factory=dict)
+    run_options: dict[str, Any] = field(default_factory=dict)
+
+
+#: Rules whose jobs always need a GPU; the judge needs one with a local backend, the MLP maps off the CPU.
+GPU_RULES = ("simulate", "read_passive")
 
 
 #: The typed parts a step's JSON may hold, by key.
@@ -188,6 +193,13 @@ class Study:
     def models_of(self, pair: str) -> list[dict[str, Any]]:
         """Both agents' models as the GPU steps take them (:func:`model_entry`)."""
         return [model_entry(self, m, self.context["model_dirs"][m]) for m in self.pairs()[pair]]
+
+    def placement(self, rule: str, wildcards: Mapping[str, str] | None = None) -> Placement:
+        """Where ``rule``'s jobs run (:class:`Placement`); without ``wildcards``, the GPU decision only."""
+        cfg = self.config
+        gpu = (rule in GPU_RULES or (rule == "judge" and (cfg.get("judge") or {}).get("backend") == "hf_local")
+               or (rule == "mlp_table" and (cfg.get("analysis") or {}).get("nonlinear", {}).get("device") != "cpu"))
+        return Placement(gpu, {} if wildcards is None else self.run_options(rule, wildcards))
 
     def run_options(self, rule: str, wildcards: Mapping[str, str]) -> dict[str, Any]:
         """A job's run options (the ``--runtime`` JSON): where and in what batches it runs."""
@@ -309,8 +321,3 @@ def model_entry(study: Study, model: str, path: str) -> dict[str, Any]:
 def model_runtime(study: Study, model: str) -> dict[str, Any]:
     """One model's runtime options (device, batches, memory): a resource, never a rerun trigger."""
     return lm_runtime_options(study.config["models"][model])
-
-
-def judge_parts(study: Study, model_dir: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The judge's (result settings, runtime settings)."""
-    return judge_settings(study.config, model_dir)
