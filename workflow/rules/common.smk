@@ -3,7 +3,6 @@ import re
 
 from syncr2.cli import shell_command as cli
 from syncr2.core.config import (
-    canonical_json,
     check_config,
     n_blocks,
     ordered_pairs,
@@ -72,18 +71,13 @@ def placement(rule):
     )
     return {
         **res,
-        "run_options": lambda wc: canon(STUDY.placement(rule, wc).run_options),
+        "run_options": lambda wc: step_json(STUDY.placement(rule, wc).run_options),
     }
 
 
 def env(rule):
     """A job's conda environment, by the same placement as its resources."""
     return "../../envs/gpu.yaml" if STUDY.placement(rule).gpu else "../../envs/cpu.yaml"
-
-
-def canon(value):
-    """Rule params are rerun triggers: one canonical text per meaning."""
-    return canonical_json(value)
 
 
 def settings(rule):

@@ -3,8 +3,8 @@
 docs/architecture.md, "Rerun contract". A setting used to travel from the config
 through rule params, a shell string, argparse and keyword arguments, restating its
 name and default at every hop. Here the validated config (the schema fills every
-default) becomes a :class:`Study` once; :func:`step_settings` picks the parts one
-step uses and adds the job's wildcards; the rule passes that canonical JSON
+default) becomes a :class:`Study` once; :meth:`Study.settings` picks the parts
+one step uses and adds the job's wildcards (:data:`RULE_SETTINGS`); the rule passes that canonical JSON
 (:func:`~syncr2.core.config.canonical_json`) as its only param, so it is also the
 job's rerun trigger; the CLI turns it back into the same typed parts
 (:class:`StepSettings`). Where and how a job runs (:meth:`Study.placement`) is a
@@ -15,7 +15,6 @@ conda environment, and a changed device reruns nothing.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,7 +155,7 @@ class Study:
     relationships: Relationships
     relationships_split: Split
     #: what the workflow knows beyond the config: the prompt preset's section, each model's checkpoint,
-    #: the judge's (result, runtime) settings, the number of tasks
+    #: the local judge's checkpoint, the number of tasks
     context: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -164,9 +163,10 @@ class Study:
         """The typed parts of ``cfg``; ``context``: templates, model_dirs, judge_model, n_tasks."""
         r2, analysis, models = cfg["r2"], cfg.get("analysis") or {}, cfg["models"]
         rel, mlp, sur = (analysis.get(k) or {} for k in ("relationships", "nonlinear", "surrogate"))
+        split = Split(int(r2["size"]), float(r2["test_fraction"]), r2["split_seeds"])
         return cls(
             config=cfg,
-            split=Split(int(r2["size"]), float(r2["test_fraction"]), r2["split_seeds"]),
+            split=split,
             ridge=Ridge(float(r2["alpha"])),
             sync=Sync(int(cfg["sync"]["top_k"]), bool(cfg["sync"]["clip"])),
             naming=PairNaming(
@@ -177,13 +177,11 @@ class Study:
             ),
             statistics=Statistics(analysis.get("syncr2", "clipped"), int(analysis.get("min_pairs_correlation", 3)),
                                   int(analysis.get("min_pairs_partial", 4)), dict(cfg.get("abilities") or {})),
-            mlp=MLP(**{k: mlp[k] for k in ("hidden", "lr", "weight_decay", "epochs", "batch_size", "seed")},
-                    layer_stride=int(mlp.get("layer_stride", 1))) if mlp else MLP(),
+            mlp=MLP(**{f.name: mlp[f.name] for f in dataclasses.fields(MLP) if f.name in mlp}),
             surrogate=Surrogate(sur.get("modes", ()), int(sur.get("n_perm", 0)), int(sur.get("seed", 0))),
             relationships=Relationships(**{k: rel[k] for k in ("sources", "modes", "folds", "subsample_seeds",
                                                                  "min_samples") if k in rel}),
-            relationships_split=Split(int(rel.get("size") or r2["size"]), float(r2["test_fraction"]),
-                                      r2["split_seeds"]),
+            relationships_split=dataclasses.replace(split, size=int(rel.get("size") or split.size)),
             context=dict(context),
         )
 
@@ -223,7 +221,7 @@ class Study:
 
 def _r2_table(st: Study, cfg: Mapping[str, Any], wc: dict) -> dict[str, Any]:
     head, _, size = wc["r2dir"].partition("/")
-    split = Split(int(size), st.split.test_fraction, st.split.split_seeds) if head == "r2_size" else st.split
+    split = dataclasses.replace(st.split, size=int(size)) if head == "r2_size" else st.split
     return dict(pair=wc["pair"], condition=wc["condition"], direction=wc["direction"], split=split, ridge=st.ridge,
                 groups="persona" if head == "r2_persona" else "task", insufficient_ok=head != "r2")
 
@@ -233,7 +231,7 @@ def _block(wc: dict) -> dict[str, int]:
 
 
 TASK_KEYS = ("source", "path", "ids", "limit", "reader_seed")
-_NAMING = lambda st, cfg, wc: dict(naming=st.naming, statistics=st.statistics)  # noqa: E731
+_REPORT = lambda st, cfg, wc: dict(naming=st.naming, statistics=st.statistics)  # noqa: E731
 #: Per rule: the settings its step uses (the rule's params, so its rerun trigger), from the study and wildcards.
 RULE_SETTINGS: dict[str, Callable[[Study, Mapping[str, Any], dict], dict[str, Any]]] = {
     # never block_size: the task table is every job's input, and a block size changes no task
@@ -255,7 +253,7 @@ RULE_SETTINGS: dict[str, Callable[[Study, Mapping[str, Any], dict], dict[str, An
     "r2_table": _r2_table,
     "synchrony_condition": lambda st, cfg, wc: dict(sync=st.sync),
     "synchrony": lambda st, cfg, wc: dict(conditions=cfg["conditions"]),
-    "correlate": _NAMING,
+    "correlate": _REPORT,
     "check_relationship_sizes": lambda st, cfg, wc: dict(
         split=st.relationships_split, conditions=["experimental"], directions=cfg["directions"],
         analysis="relationships", sources=st.relationships.sources),
@@ -263,15 +261,15 @@ RULE_SETTINGS: dict[str, Callable[[Study, Mapping[str, Any], dict], dict[str, An
                                               relationships=st.relationships, ridge=st.ridge, sync=st.sync),
     "relationships_summary": lambda st, cfg, wc: {},
     "figures": lambda st, cfg, wc: dict(naming=st.naming),
-    "social_figures": _NAMING,
+    "social_figures": _REPORT,
     "sensitivity_analysis": lambda st, cfg, wc: dict(
         analysis=wc["analysis"], naming=st.naming, statistics=st.statistics,
         ks=cfg["analysis"]["sensitivity"]["top_k"] if wc["analysis"] == "top_k" else None,
         scores=cfg["analysis"]["sensitivity"]["scores"]),
-    "sensitivity": _NAMING,
+    "sensitivity": _REPORT,
     "mlp_table": lambda st, cfg, wc: dict(pair=wc["pair"], condition="experimental", direction=wc["direction"],
                                           split=st.split, mlp=st.mlp),
-    "nonlinear": _NAMING,
+    "nonlinear": _REPORT,
     "surrogate_draws": lambda st, cfg, wc: dict(pair=wc["pair"], condition=wc["condition"],
                                                 direction=wc["direction"], split=st.split, ridge=st.ridge,
                                                 surrogate=st.surrogate),
@@ -290,13 +288,6 @@ class StepSettings:
 
     def __init__(self, values: Mapping[str, Any]) -> None:
         self._values = {k: PARTS[k](**v) if k in PARTS and isinstance(v, Mapping) else v for k, v in values.items()}
-
-    @classmethod
-    def from_json(cls, text: str) -> StepSettings:
-        value = json.loads(text)
-        if not isinstance(value, dict):
-            raise ValueError(f"--settings must be a JSON object, got {text[:80]!r}")
-        return cls(value)
 
     def __getattr__(self, name: str) -> Any:
         try:

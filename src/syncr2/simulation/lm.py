@@ -307,6 +307,8 @@ class ChatLM:
         self._base = model.get_decoder() if hasattr(model, "get_decoder") else model.model
         self._newline_tables: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self.prefixes = PrefixStore()
+        #: ``model.generate`` calls made by :meth:`generate`, for logs and tests.
+        self.n_generate_calls = 0
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -807,7 +809,7 @@ class ChatLM:
             if past is not None:
                 self.prefixes.keep(batch_keys, batch, generated.past_key_values, prompt_len)
             del generated, past
-            self.n_generate_calls = getattr(self, "n_generate_calls", 0) + 1
+            self.n_generate_calls += 1
             reps[rows] = self._collect(slots)
             self._store_replies(rows, seqs[:, prompt_len:].cpu().numpy(), tracker, texts, reasons, n_new)
         return GenerationResult(

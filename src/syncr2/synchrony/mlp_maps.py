@@ -46,17 +46,16 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ..core.device import resolve_device
+from ..core.settings import MLP
 from .datasets import ConditionDataset
 from .r2table import split_table
-from ..core.device import resolve_device
 from .ridge import EPS, LayerLoader, as_index, check_layer_stacks, constant_columns
 
 log = logging.getLogger(__name__)
 
-#: The paper's hyper-parameters (docs/analyses.md, "MLP maps").
-MLP_DEFAULTS: dict[str, float | int] = {
-    "hidden": 512, "lr": 1e-4, "weight_decay": 0.1, "epochs": 200, "batch_size": 128,
-}
+#: The paper's hyper-parameters (docs/analyses.md, "MLP maps"): the defaults of :class:`~syncr2.core.settings.MLP`.
+MLP_DEFAULTS: dict[str, float | int] = {k: v for k, v in MLP().options().items() if k != "seed"}
 _GRID_OPTIONS = (*MLP_DEFAULTS, "target_chunk")
 
 _INIT_TAG = 0x6D6C7031  # fixed tags keep the init and order streams apart
@@ -272,7 +271,7 @@ def _layer_list(layers: Sequence[int] | None, n_layers: int, name: str) -> list[
     return out
 
 
-def checked(arr: np.ndarray, what: str, n: int | None) -> np.ndarray:
+def _checked_rows(arr: np.ndarray, what: str, n: int | None) -> np.ndarray:
     """One layer's rows as a contiguous finite (n, D) array; errors name ``what``."""
     arr = np.asarray(arr)
     if arr.ndim != 2 or (n is not None and arr.shape[0] != n):
@@ -321,14 +320,14 @@ def mlp_pair_r2_streamed(
     dev = resolve_device(device)
     chunk = len(tgt_layers) if target_chunk is None else int(target_chunk)
 
-    first = checked(load_target(tgt_layers[0]), f"target layer {tgt_layers[0]}", None)
+    first = _checked_rows(load_target(tgt_layers[0]), f"target layer {tgt_layers[0]}", None)
     n = first.shape[0]
     train = as_index(train_idx, n, "train_idx")
     test = as_index(test_idx, n, "test_idx")
     y_train = torch.empty((len(tgt_layers), len(train), first.shape[1]), dtype=torch.float32, device=dev)
     y_test: list[torch.Tensor] = []
     for j, b in enumerate(tgt_layers):
-        arr = first if j == 0 else checked(load_target(b), f"target layer {b}", n)
+        arr = first if j == 0 else _checked_rows(load_target(b), f"target layer {b}", n)
         if arr.shape[1] != first.shape[1]:
             raise ValueError(
                 f"target layer {b} has {arr.shape[1]} dims but target layer {tgt_layers[0]} has "
@@ -343,7 +342,7 @@ def mlp_pair_r2_streamed(
              "batch_size": batch_size}
     for i, a in enumerate(tqdm(src_layers, desc="source layers (MLP)", disable=not progress, leave=False)):
         t0 = time.perf_counter()
-        x = checked(load_source(a), f"source layer {a}", n)
+        x = _checked_rows(load_source(a), f"source layer {a}", n)
         x_train = torch.from_numpy(x[train]).to(dev, torch.float32)
         x_test = torch.from_numpy(x[test]).to(dev, torch.float32)
         for lo in range(0, len(tgt_layers), chunk):

@@ -9,7 +9,7 @@ read it as they read the main one:
 * ``size``: the dataset size (Figure 9 varies it);
 * ``groups``: ``task`` (the main split: whole tasks in train or test) or
   ``persona`` (whole unordered persona pairs, Table 2);
-* ``map_kind``: ``ridge`` (the affine map) or ``mlp`` (Table 5), with an
+* ``mlp``: MLP maps (Table 5) in place of the affine ridge maps, with an
   optional layer stride for the MLP's cost.
 
 A size the data cannot fill is part of the answer, not a failure, when
