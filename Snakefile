@@ -35,7 +35,7 @@ include: "workflow/rules/tasks.smk"
 
 
 # A known-answer study (config/synthetic.yaml) plants what the LLM runs and the judge would give.
-if SYNTHETIC:
+if PLAN.synthetic:
 
     include: "workflow/rules/synthetic.smk"
 
@@ -55,7 +55,7 @@ include: "workflow/rules/robustness.smk"
 # Figure 6 and Table 1 correlate the experimental condition's SyncR2 with performance.
 if "experimental" not in CONDITIONS:
     SOCIAL_OUTPUTS = []
-elif SYNTHETIC:  # no Sotopia relationships to plot: the correlations and the truth
+elif PLAN.synthetic:  # no Sotopia relationships to plot: the correlations and the truth
     SOCIAL_OUTPUTS = rules.correlate.output + rules.planted_performance.output
 else:
     SOCIAL_OUTPUTS = rules.social_figures.output
@@ -64,9 +64,17 @@ else:
 # the surrogate null tests the configured conditions the study has.
 EXPERIMENTAL = "experimental" in CONDITIONS
 ROBUSTNESS_OUTPUTS = (
-    (rules.sensitivity.output if EXPERIMENTAL and SENSITIVITY_OUTPUTS["tables"] else [])
-    + (rules.nonlinear.output if EXPERIMENTAL and MLP_PAIRS else [])
-    + (rules.surrogate.output if SURROGATE_PAIRS and SURROGATE_CONDITIONS else [])
+    (
+        rules.sensitivity.output
+        if EXPERIMENTAL and PLAN.sensitivity_outputs["tables"]
+        else []
+    )
+    + (rules.nonlinear.output if EXPERIMENTAL and PLAN.mlp_pairs else [])
+    + (
+        rules.surrogate.output
+        if PLAN.surrogate_pairs and PLAN.surrogate_conditions
+        else []
+    )
 )
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Does a refactor change any result? Run the smoke config (two of its pairs, every analysis)
-# and the known-answer config at two commits, then compare every result file to 1e-12.
+# and the known-answer config at two commits, then compare every result file to 1e-12 and
+# every job of the two configs' graphs (ci/dag_snapshot.py: files, resources, commands).
 #
 #   bash ci/refactor_check.sh BEFORE_REV [AFTER_REV]     # AFTER_REV: default HEAD
 #
@@ -19,6 +20,8 @@ run_commit() {  # run_commit REV NAME: both configs at REV, kept as $WORK/NAME-{
     git clone -q "$REPO" "$dir" && git -C "$dir" checkout -q "$rev"
     for cfg in smoke synthetic; do
         echo "[refactor check] $name ($rev): config/$cfg.yaml"
+        (cd "$dir" && PYTHONPATH="$dir/src" python "$REPO/ci/dag_snapshot.py" --configfile "config/$cfg.yaml" \
+            >"$WORK/$name-$cfg.dag") || { echo "dry run failed at $rev"; exit 1; }
         (cd "$dir" && rm -rf results logs .snakemake reports/figures reports/tables &&
             if [ "$cfg" = smoke ]; then extra=(--config "$SMOKE_PAIRS"); else extra=(); fi &&
             PYTHONPATH="$dir/src" snakemake -c 2 --quiet rules --configfile "config/$cfg.yaml" "${extra[@]}" \
@@ -33,6 +36,12 @@ status=0
 for cfg in smoke synthetic; do
     echo "[refactor check] config/$cfg.yaml: $BEFORE against $AFTER"
     python "$REPO/ci/compare_results.py" "$WORK/before-$cfg" "$WORK/after-$cfg" || status=1
+    if diff -q "$WORK/before-$cfg.dag" "$WORK/after-$cfg.dag" >/dev/null; then
+        echo "[refactor check] config/$cfg.yaml: every job's files, resources and command unchanged"
+    else
+        echo "[refactor check] config/$cfg.yaml: the job graphs differ: diff $WORK/before-$cfg.dag $WORK/after-$cfg.dag"
+        status=1
+    fi
 done
 echo "[refactor check] runs kept in $WORK"
 exit $status

@@ -34,9 +34,12 @@ def test_envs_pin_the_pyproject_versions():
 
 def test_every_rule_takes_its_conda_env_from_its_placement():
     """One decision per rule: env("rule") and placement("rule") both ask Study.placement of that rule."""
+    from syncr2.core.settings import Placement
+
     common = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    for kind in ("gpu", "cpu"):
-        assert f'"../../envs/{kind}.yaml"' in common
+    assert 'f"../../envs/{STUDY.placement(rule).conda_env}"' in common
+    for gpu, kind in ((True, "gpu"), (False, "cpu")):
+        assert Placement(gpu).conda_env == f"{kind}.yaml"
         assert (REPO / "envs" / f"{kind}.yaml").is_file()
     for smk in (REPO / "workflow" / "rules").glob("*.smk"):
         for rule in re.split(r"^(?=rule \w+:)", smk.read_text(), flags=re.M)[1:]:

@@ -65,19 +65,39 @@ class Step:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     required: tuple[str, ...]
+    #: inputs and outputs that are folders of the workflow's layout, by name: their path there
+    in_folders: dict[str, str] = field(default_factory=dict)
+    out_folders: dict[str, str] = field(default_factory=dict)
 
 
 #: The subcommands, by name: what each does and the names of its files.
 STEPS: dict[str, Step] = {}
 
 
+def _names(spec: str, folders: dict[str, str]) -> tuple[str, ...]:
+    """The names of ``spec``'s entries, recording ``name=folder`` defaults in ``folders``."""
+    names = []
+    for entry in spec.split():
+        name, _, folder = entry.partition("=")
+        if folder:
+            folders[name.rstrip("?")] = folder
+        names.append(name)
+    return tuple(names)
+
+
 def step(name: str, helptext: str, inputs: str = "", outputs: str = "") -> Callable[[Runner], Runner]:
-    """Register a subcommand of ``name`` (its files named by the space-separated ``inputs``/``outputs``;
-    an output ending in ``?`` may be left out)."""
+    """Register a subcommand of ``name``, its files named by the space-separated ``inputs``/``outputs``.
+
+    An output ending in ``?`` may be left out. ``name=folder`` is a folder of the workflow's
+    layout (docs/architecture.md): the rule's command names it, and a command that leaves
+    out a required one gets it.
+    """
     def register(fn: Runner) -> Runner:
-        outs = tuple(o.rstrip("?") for o in outputs.split())
-        STEPS[name] = Step(fn, helptext, tuple(inputs.split()), outs,
-                           tuple(o for o in outputs.split() if not o.endswith("?")))
+        in_folders: dict[str, str] = {}
+        out_folders: dict[str, str] = {}
+        ins, outs = _names(inputs, in_folders), _names(outputs, out_folders)
+        STEPS[name] = Step(fn, helptext, ins, tuple(o.rstrip("?") for o in outs),
+                           tuple(o for o in outs if not o.endswith("?")), in_folders, out_folders)
         return fn
     return register
 
@@ -221,7 +241,7 @@ def run_concat(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
 
 
 @step("judge", "Sotopia-eval scores of one block of episodes (a local model or an HTTP server)",
-      "tasks episodes", "eval cache?")
+      "tasks episodes", "eval cache?=results/judge_cache")
 def run_judge(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .social.judge import run_judge
 
@@ -273,7 +293,7 @@ def run_planted_performance(s: StepSettings, rt: dict, io: StepIO, progress: boo
 
 
 @step("correlate", "pair scores, Figure 6 correlations and Table 1 partial correlations", "summary performance",
-      "dir")
+      "dir=results/summary")
 def run_correlate(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .analysis.correlation import run_correlation
 
@@ -312,14 +332,15 @@ def run_surrogate_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) ->
 # --------------------------------------------------------------------------- report
 
 
-@step("figures", "the paper's figures 2-4 and the SyncR2 tables", "summary tables", "figures tables")
+@step("figures", "the paper's figures 2-4 and the SyncR2 tables", "summary tables", "figures=reports/figures tables=reports/tables")
 def run_figures(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .report.steps import synchrony_report
 
     synchrony_report(io.one("summary"), io.many("tables"), s.naming, io.out("figures"), io.out("tables"))
 
 
-@step("social-figures", "Figures 5 and 6, Table 1 and the performance tables", "summaries", "figures tables")
+@step("social-figures", "Figures 5 and 6, Table 1 and the performance tables", "summaries=results/summary",
+      "figures=reports/figures tables=reports/tables")
 def run_social_figures(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .report.steps import social_report
 
@@ -327,7 +348,7 @@ def run_social_figures(s: StepSettings, rt: dict, io: StepIO, progress: bool) ->
 
 
 @step("sensitivity-figures", "the combined sensitivity table, Figures 7-9 and Table 2", "parts",
-      "sensitivity figures tables")
+      "sensitivity figures=reports/figures tables=reports/tables")
 def run_sensitivity_figures(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .report.steps import sensitivity_report
 
@@ -336,7 +357,7 @@ def run_sensitivity_figures(s: StepSettings, rt: dict, io: StepIO, progress: boo
 
 
 @step("nonlinear-summary", "SyncR2 of the MLP-map R2 tables and Table 5 (affine against nonlinear)",
-      "tables affine", "summary tables")
+      "tables affine", "summary tables=reports/tables")
 def run_nonlinear_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .report.steps import nonlinear_report
 
@@ -345,7 +366,7 @@ def run_nonlinear_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool)
 
 
 @step("surrogate-summary", "the surrogate summary table and its figure (settings: stem)", "draws",
-      "summary figures")
+      "summary figures=reports/figures")
 def run_surrogate_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .report.steps import surrogate_report
 
@@ -355,15 +376,19 @@ def run_surrogate_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool)
 # --------------------------------------------------------------------------- the workflow's commands
 
 
-def shell_command(name: str, inputs: Sequence[str] | None = None, outputs: Sequence[str] | None = None,
-                  extra: str = "") -> str:
+def shell_command(name: str, inputs: Sequence[str] | None = None) -> str:
     """A rule's shell command for step ``name``: Snakemake fills its settings param, its ``run_options``
-    resource and its named input and output files (default: every file the step names)."""
+    resource and the rule's files of every output and input name of the step (or of ``inputs``);
+    a folder of the layout is named by its path."""
     st = STEPS[name]
-    files = [f"--in {n} {{input.{n}:q}}" for n in (st.inputs if inputs is None else inputs)]
-    files += [f"--out {n} {{output.{n}:q}}" for n in (st.outputs if outputs is None else outputs)]
+
+    def arg(flag: str, n: str, kind: str, folders: dict[str, str]) -> str:
+        return f"--{flag} {n} {folders[n]}" if n in folders else f"--{flag} {n} {{{kind}.{n}:q}}"
+
+    files = ([arg("in", n, "input", st.in_folders) for n in (st.inputs if inputs is None else inputs)]
+             + [arg("out", n, "output", st.out_folders) for n in st.outputs])
     return " ".join([f"python -m syncr2 {name} --settings {{params.settings:q}} --runtime {{resources.run_options:q}}",
-                     *files, *([extra] if extra else []), "--no-progress 2> {log}"])
+                     *files, "--no-progress 2> {log}"])
 
 
 # --------------------------------------------------------------------------- parsing
@@ -414,8 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     st = STEPS[args.command]
     try:
-        io = StepIO(args.command, _named_files(args.inputs, st.inputs, args.command, "--in"),
-                    _named_files(args.outputs, st.outputs, args.command, "--out"))
+        inputs = _named_files(args.inputs, st.inputs, args.command, "--in")
+        outputs = _named_files(args.outputs, st.outputs, args.command, "--out")
+        inputs.update({n: [f] for n, f in st.in_folders.items() if n not in inputs})
+        outputs.update({n: [f] for n, f in st.out_folders.items() if n not in outputs and n in st.required})
+        io = StepIO(args.command, inputs, outputs)
         for name in st.required:
             io.out(name)  # every output is named before any work starts
         st.run(StepSettings(args.settings), args.runtime, io, not args.no_progress)

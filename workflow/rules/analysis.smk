@@ -1,7 +1,3 @@
-ANALYSIS = config["analysis"]
-REL = ANALYSIS["relationships"]
-
-
 rule correlate:
     """CPU job: pair scores, Figure 6's correlations and Table 1's partial correlations."""
     input:
@@ -20,19 +16,14 @@ rule correlate:
     params:
         settings=settings("correlate"),
     shell:
-        cli("correlate", outputs=[], extra="--out dir results/summary")
+        cli("correlate")
 
 
 rule check_relationship_sizes:
     """CPU job, before any relationships job: can Figure 5's paper-mode split be filled?"""
     input:
         tasks="results/tasks.parquet",
-        episodes=expand(
-            "results/episodes/{pair}/seed{seed}/block{block}.parquet",
-            pair=PAIRS,
-            seed=SEEDS,
-            block=BLOCKS,
-        ),
+        episodes=PLAN.episodes(),
     output:
         sizes="results/checks/sample_sizes_relationships.parquet",
     log:
@@ -54,10 +45,10 @@ rule relationships:
         # crossfit uses every task: only the paper mode's split has a size to fill
         sizes=(
             ancient("results/checks/sample_sizes_relationships.parquet")
-            if "paper" in REL["modes"]
+            if "paper" in ANALYSIS["relationships"]["modes"]
             else []
         ),
-        genuine=lambda wc: rep_shards(wc.pair, "genuine"),
+        genuine=shards("genuine"),
     output:
         table="results/relationships/{pair}.parquet",
     log:

@@ -9,7 +9,7 @@ rule build_tiny_model:
     log:
         "logs/build_tiny_model/{model}.log",
     wildcard_constraints:
-        model=models_made_by("build"),
+        model=PLAN.models_made_by("build"),
     conda:
         env("build_tiny_model")
     resources:
@@ -27,7 +27,7 @@ rule convert_gguf:
     log:
         "logs/convert_gguf/{model}.log",
     wildcard_constraints:
-        model=models_made_by("gguf"),
+        model=PLAN.models_made_by("gguf"),
     conda:
         env("convert_gguf")
     resources:

@@ -1,16 +1,9 @@
 # Robustness (README, "Robustness"): sensitivity analyses, nonlinear maps, the surrogate null.
-# The sample-size and persona-disjoint R2 tables come from rule r2_table (results/r2_size/{size}/...,
-# results/r2_persona/...); each analysis runs alone through its target, e.g.
-#   snakemake -c 2 results/sensitivity/sample_size.parquet
-SENS = ANALYSIS["sensitivity"]
-MLP = ANALYSIS["nonlinear"]
-SUR = ANALYSIS["surrogate"]
-
-
+# Each runs alone through its target, e.g. snakemake -c 2 results/sensitivity/sample_size.parquet
 rule sensitivity_analysis:
     """CPU job: one sensitivity analysis (top_k, no_clip, sample_size, persona_split) of every pair."""
     input:
-        unpack(sensitivity_inputs),
+        unpack(lambda wc: PLAN.sensitivity_inputs(wc.analysis)),
     output:
         table="results/sensitivity/{analysis}.parquet",
     log:
@@ -31,24 +24,14 @@ rule sensitivity:
     """CPU job: the sensitivity table of every configured analysis, Figures 7-9 and Table 2."""
     input:
         parts=expand(
-            "results/sensitivity/{analysis}.parquet", analysis=SENS["analyses"]
+            "results/sensitivity/{a}.parquet", a=ANALYSIS["sensitivity"]["analyses"]
         ),
     output:
         sensitivity="results/summary/sensitivity.parquet",
-        png=[
-            report(
-                f"reports/figures/{stem}.png",
-                caption="../report/sensitivity.rst",
-                category="Robustness",
-            )
-            for stem in SENSITIVITY_OUTPUTS["figures"]
-        ],
-        pdf=expand("reports/figures/{stem}.pdf", stem=SENSITIVITY_OUTPUTS["figures"]),
-        tables=expand(
-            "reports/tables/{stem}.{ext}",
-            stem=SENSITIVITY_OUTPUTS["tables"],
-            ext=["csv", "md"],
+        figures=figure_files(
+            PLAN.sensitivity_outputs["figures"], "sensitivity", "Robustness"
         ),
+        tables=table_files(PLAN.sensitivity_outputs["tables"]),
     log:
         "logs/sensitivity/all.log",
     conda:
@@ -58,13 +41,13 @@ rule sensitivity:
     params:
         settings=settings("sensitivity"),
     shell:
-        cli("sensitivity-figures", outputs=["sensitivity"], extra=REPORT_DIRS)
+        cli("sensitivity-figures")
 
 
 rule mlp_table:
     """GPU job (CPU with analysis.nonlinear.device cpu): the MLP-map R2 table of one pair and direction."""
     input:
-        genuine=lambda wc: rep_shards(wc.pair, "genuine"),
+        genuine=shards("genuine"),
     output:
         table="results/r2_mlp/{pair}/experimental/{direction}.parquet",
     log:
@@ -83,14 +66,10 @@ rule nonlinear:
     """CPU job: SyncR2 of the MLP maps (results/summary/nonlinear.parquet) and Table 5."""
     input:
         affine="results/summary/synchrony_experimental.parquet",
-        tables=expand(
-            "results/r2_mlp/{pair}/experimental/{direction}.parquet",
-            pair=MLP_PAIRS,
-            direction=DIRECTIONS,
-        ),
+        tables=PLAN.r2_tables("r2_mlp", pairs=PLAN.mlp_pairs),
     output:
         summary="results/summary/nonlinear.parquet",
-        tables=expand("reports/tables/table5_nonlinear.{ext}", ext=["csv", "md"]),
+        tables=table_files(["table5_nonlinear"]),
     log:
         "logs/nonlinear.log",
     conda:
@@ -100,20 +79,14 @@ rule nonlinear:
     params:
         settings=settings("nonlinear"),
     shell:
-        cli(
-            "nonlinear-summary",
-            outputs=["summary"],
-            extra="--out tables reports/tables",
-        )
+        cli("nonlinear-summary")
 
 
 rule surrogate_draws:
     """CPU job: R null SyncR2 draws per surrogate mode for one (pair, condition, direction)."""
     input:
-        genuine=lambda wc: rep_shards(wc.pair, "genuine"),
-        passive=lambda wc: (
-            rep_shards(wc.pair, "passive") if wc.condition == "passive" else []
-        ),
+        genuine=shards("genuine"),
+        passive=shards("passive"),
     output:
         draws="results/surrogate/{pair}/{condition}/{direction}.parquet",
     log:
@@ -131,20 +104,12 @@ rule surrogate_draws:
 rule surrogate:
     """CPU job: real SyncR2 against its nulls (results/summary/surrogate.parquet) and the figure."""
     input:
-        draws=expand(
-            "results/surrogate/{pair}/{condition}/{direction}.parquet",
-            pair=SURROGATE_PAIRS,
-            condition=SURROGATE_CONDITIONS,
-            direction=DIRECTIONS,
+        draws=PLAN.r2_tables(
+            "surrogate", PLAN.surrogate_conditions, PLAN.surrogate_pairs
         ),
     output:
         summary="results/summary/surrogate.parquet",
-        png=report(
-            "reports/figures/surrogate_null.png",
-            caption="../report/surrogate.rst",
-            category="Robustness",
-        ),
-        pdf="reports/figures/surrogate_null.pdf",
+        figures=figure_files(["surrogate_null"], "surrogate", "Robustness"),
     log:
         "logs/surrogate/all.log",
     conda:
@@ -154,8 +119,4 @@ rule surrogate:
     params:
         settings=settings("surrogate"),
     shell:
-        cli(
-            "surrogate-summary",
-            outputs=["summary"],
-            extra="--out figures reports/figures",
-        )
+        cli("surrogate-summary")

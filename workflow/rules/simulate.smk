@@ -2,7 +2,7 @@ rule simulate:
     """GPU job: one block of episodes of an ordered pair and seed, with genuine representations."""
     input:
         tasks="results/tasks.parquet",
-        models=model_inputs,
+        models=lambda wc: PLAN.model_inputs(wc.pair),
     output:
         episodes="results/episodes/{pair}/seed{seed}/block{block}.parquet",
         reps1="results/reps/{pair}/seed{seed}/genuine/block{block}_agent1.parquet",
@@ -24,7 +24,7 @@ rule read_passive:
     input:
         tasks="results/tasks.parquet",
         episodes="results/episodes/{pair}/seed{seed}/block{block}.parquet",
-        models=model_inputs,
+        models=lambda wc: PLAN.model_inputs(wc.pair),
     output:
         reps1="results/reps/{pair}/seed{seed}/passive/block{block}_agent1.parquet",
         reps2="results/reps/{pair}/seed{seed}/passive/block{block}_agent2.parquet",

@@ -1,19 +1,3 @@
-JUDGE = config["judge"]
-JUDGE_LOCAL = JUDGE["backend"] == "hf_local"
-# A local judge is a built tiny model (`build`), one of the study's models (`model`: a key
-# of `models`, loaded where that model is), or a checkpoint (`path`).
-JUDGE_OF_STUDY = JUDGE.get("hf_local", {}).get("model") if JUDGE_LOCAL else None
-if JUDGE_OF_STUDY:
-    JUDGE_MODEL = model_dir(JUDGE_OF_STUDY)
-    JUDGE_INPUTS = [JUDGE_MODEL] if made_here(JUDGE_OF_STUDY) else []
-elif JUDGE_LOCAL and "build" in JUDGE.get("hf_local", {}):
-    JUDGE_MODEL = "results/judge/model"
-    JUDGE_INPUTS = [JUDGE_MODEL]
-else:
-    JUDGE_MODEL, JUDGE_INPUTS = None, []
-STUDY.context["judge_model"] = JUDGE_MODEL  # the judge's settings name its checkpoint
-
-
 rule build_judge_model:
     """A tiny seeded random-weight judge checkpoint (offline demo; long context for the judge prompt)."""
     output:
@@ -35,7 +19,7 @@ rule judge:
     input:
         tasks="results/tasks.parquet",
         episodes="results/episodes/{pair}/seed{seed}/block{block}.parquet",
-        model=JUDGE_INPUTS,
+        model=PLAN.judge_inputs,
     output:
         eval="results/eval/{pair}/seed{seed}/block{block}.parquet",
     log:
@@ -47,18 +31,13 @@ rule judge:
     params:
         settings=settings("judge"),
     shell:
-        cli("judge", outputs=["eval"], extra="--out cache results/judge_cache")
+        cli("judge")
 
 
 rule performance:
     """CPU job: social performance per ordered and unordered pair and agent (both aggregations)."""
     input:
-        evals=expand(
-            "results/eval/{pair}/seed{seed}/block{block}.parquet",
-            pair=PAIRS,
-            seed=SEEDS,
-            block=BLOCKS,
-        ),
+        evals=PLAN.evals(),
     output:
         performance="results/summary/performance.parquet",
     log:

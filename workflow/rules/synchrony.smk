@@ -1,15 +1,7 @@
-R2 = config["r2"]
-
-
 rule check_sizes:
     """CPU job, before any R2 job of a condition: do the simulated episodes fill r2.size?"""
     input:
-        episodes=lambda wc: expand(
-            "results/episodes/{pair}/seed{seed}/block{block}.parquet",
-            pair=PAIRS,
-            seed=PASSIVE_SEEDS if wc.condition == "passive" else SEEDS,
-            block=BLOCKS,
-        ),
+        episodes=lambda wc: PLAN.condition_episodes(wc.condition),
         tasks=[],
     output:
         sizes="results/checks/sample_sizes_{condition}.parquet",
@@ -26,10 +18,8 @@ rule check_sizes:
 
 
 rule r2_table:
-    """CPU job: test-set R2 of every layer pair of one (pair, condition, direction).
-
-    results/r2/: the main tables; results/r2_size/{size}/ and results/r2_persona/: the same
-    job at another size or with persona-pair groups (the sensitivity analyses).
+    """CPU job: test-set R2 of every layer pair of one (pair, condition, direction); under
+    r2_size/{size}/ and r2_persona/, at another size or by persona pairs (sensitivity).
     """
     input:
         # the main tables wait for the size check; ancient: its rewrite after another pair's rerun reruns nothing.
@@ -40,10 +30,8 @@ rule r2_table:
             else []
         ),
         tasks=lambda wc: "results/tasks.parquet" if wc.r2dir == "r2_persona" else [],
-        genuine=lambda wc: rep_shards(wc.pair, "genuine"),
-        passive=lambda wc: (
-            rep_shards(wc.pair, "passive") if wc.condition == "passive" else []
-        ),
+        genuine=shards("genuine"),
+        passive=shards("passive"),
     output:
         table="results/{r2dir}/{pair}/{condition}/{direction}.parquet",
     log:
@@ -61,11 +49,7 @@ rule r2_table:
 rule synchrony_condition:
     """CPU job: SyncR2 of every pair for one condition (rerun one condition through this target)."""
     input:
-        tables=expand(
-            "results/r2/{pair}/{{condition}}/{direction}.parquet",
-            pair=PAIRS,
-            direction=DIRECTIONS,
-        ),
+        tables=lambda wc: PLAN.r2_tables(conditions=[wc.condition]),
     output:
         summary="results/summary/synchrony_{condition}.parquet",
     log:
@@ -83,9 +67,7 @@ rule synchrony_condition:
 rule synchrony:
     """CPU job: the SyncR2 summary of every configured condition."""
     input:
-        tables=expand(
-            "results/summary/synchrony_{condition}.parquet", condition=CONDITIONS
-        ),
+        tables=expand("results/summary/synchrony_{c}.parquet", c=CONDITIONS),
     output:
         table="results/summary/synchrony.parquet",
     log:

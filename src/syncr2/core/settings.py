@@ -124,6 +124,17 @@ class Placement:
     gpu: bool
     run_options: dict[str, Any] = field(default_factory=dict)
 
+    def slurm(self, partitions: Mapping[str, Any]) -> dict[str, Any]:
+        """Slurm resources: one GPU on ``gpu_partition``, or ``cpu_partition`` (config ``resources``)."""
+        if self.gpu:
+            return dict(gpu=1, slurm_partition=partitions["gpu_partition"])
+        return dict(slurm_partition=partitions["cpu_partition"])
+
+    @property
+    def conda_env(self) -> str:
+        """The conda environment file under envs/: ``gpu.yaml`` (CUDA torch) or ``cpu.yaml``."""
+        return "gpu.yaml" if self.gpu else "cpu.yaml"
+
 
 #: Rules whose jobs always need a GPU; the judge needs one with a local backend, the MLP maps off the CPU.
 GPU_RULES = ("simulate", "read_passive")
