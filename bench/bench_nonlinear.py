@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from syncr2.synchrony.mlp_maps import r2_uniform, train_mlp_stack
 from syncr2.core.device import resolve_device
+from syncr2.core.settings import MLP
 
 LATENT = 32
 
@@ -55,7 +57,7 @@ def main() -> None:
     dev = resolve_device(args.device)
     x, ys = synthetic(args.n, args.dim, args.layers)
     n_tr = int(0.8 * args.n)
-    hyper = {"hidden": args.hidden, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size, "device": dev}
+    mlp = MLP(hidden=args.hidden, lr=args.lr, epochs=args.epochs, batch_size=args.batch_size)
     x_tr, x_te = torch.from_numpy(x[:n_tr]).to(dev), torch.from_numpy(x[n_tr:]).to(dev)
     y_tr, y_te = torch.from_numpy(ys[:, :n_tr]).to(dev), torch.from_numpy(ys[:, n_tr:]).to(dev)
 
@@ -65,10 +67,10 @@ def main() -> None:
 
     layers = list(range(args.layers))
     # warm-up (thread pools, allocator, kernels), not timed
-    train_mlp_stack(x_tr[: args.batch_size], y_tr[:, : args.batch_size], 0, layers, **{**hyper, "epochs": 1})
+    train_mlp_stack(x_tr[: args.batch_size], y_tr[:, : args.batch_size], 0, layers, replace(mlp, epochs=1), dev)
     sync()
     t0 = time.perf_counter()
-    stack = train_mlp_stack(x_tr, y_tr, 0, layers, **hyper)
+    stack = train_mlp_stack(x_tr, y_tr, 0, layers, mlp, dev)
     sync()
     t_batched = time.perf_counter() - t0
     r2_batched = np.array([r2_uniform(y_te[b], stack.predict_layer(x_te, b)) for b in layers])
@@ -77,7 +79,7 @@ def main() -> None:
     for b in layers:
         sync()
         t0 = time.perf_counter()
-        one = train_mlp_stack(x_tr, y_tr[b:b + 1], 0, [b], **hyper)
+        one = train_mlp_stack(x_tr, y_tr[b:b + 1], 0, [b], mlp, dev)
         sync()
         t_single += time.perf_counter() - t0
         r2_single[b] = r2_uniform(y_te[b], one.predict_layer(x_te, 0))

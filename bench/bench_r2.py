@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from syncr2.core.device import resolve_device
-from syncr2.synchrony.ridge import layer_pair_r2_streamed
+from syncr2.synchrony.ridge import LayerStreams, layer_pair_r2_streamed
 
 LATENT = 64
 
@@ -96,7 +96,7 @@ def main() -> None:
           f"{torch.get_num_threads()} torch threads, device {dev}")
 
     t0 = time.perf_counter()
-    grid = layer_pair_r2_streamed(src, tgt, L, L, train, test, alpha=args.alpha, device=dev, progress=True)
+    grid = layer_pair_r2_streamed(LayerStreams(src, tgt, L, L), train, test, alpha=args.alpha, device=dev, progress=True)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_engine = time.perf_counter() - t0

@@ -27,7 +27,7 @@ import torch
 
 from syncr2.synchrony.permuted_grids import permuted_r2_grids
 from syncr2.core.device import resolve_device
-from syncr2.synchrony.ridge import layer_pair_r2_streamed
+from syncr2.synchrony.ridge import LayerStreams, layer_pair_r2_streamed
 
 LATENT = 32
 
@@ -75,12 +75,12 @@ def main() -> None:
             torch.cuda.synchronize()
 
     # warm-up (lazy torch/LAPACK initialisation), untimed, for both ways
-    permuted_r2_grids(lambda a: X[:, a], lambda b: Y[:, b], 1, 1, train, test, p_tr[:1], p_te[:1], device=dev)
-    layer_pair_r2_streamed(lambda a: X[:, a], lambda b: Y[:, b], 1, 1, train, test, device=dev)
+    permuted_r2_grids(LayerStreams(lambda a: X[:, a], lambda b: Y[:, b], 1, 1), train, test, p_tr[:1], p_te[:1], device=dev)
+    layer_pair_r2_streamed(LayerStreams(lambda a: X[:, a], lambda b: Y[:, b], 1, 1), train, test, device=dev)
     sync()
 
     t0 = time.perf_counter()
-    _, null = permuted_r2_grids(lambda a: X[:, a], lambda b: Y[:, b], L, L, train, test, p_tr, p_te,
+    _, null = permuted_r2_grids(LayerStreams(lambda a: X[:, a], lambda b: Y[:, b], L, L), train, test, p_tr, p_te,
                                 alpha=args.alpha, device=dev)
     sync()
     t_reuse = time.perf_counter() - t0
@@ -92,7 +92,7 @@ def main() -> None:
         Yp[train] = Y[train[p_tr[r]]]
         Yp[test] = Y[test[p_te[r]]]
         t0 = time.perf_counter()
-        grid = layer_pair_r2_streamed(lambda a: X[:, a], lambda b, Yp=Yp: Yp[:, b], L, L, train, test,
+        grid = layer_pair_r2_streamed(LayerStreams(lambda a: X[:, a], lambda b, Yp=Yp: Yp[:, b], L, L), train, test,
                                       alpha=args.alpha, device=dev)
         sync()
         t_rerun += time.perf_counter() - t0

@@ -26,6 +26,7 @@ from syncr2.synchrony.mlp_maps import (
 from syncr2.core.settings import MLP, Split
 from syncr2.synchrony.r2_variants import run_r2_variant
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split
+from syncr2.synchrony.ridge import LayerStreams
 from syncr2.synchrony.r2table import R2_COLUMNS, r2_cube, r2_cube_layers, read_r2_table
 from syncr2.synchrony.sync import sync_r2
 from syncr2.synchrony.synthetic import SyntheticSpec, write_synthetic_shards
@@ -39,8 +40,8 @@ def test_paper_defaults():
     assert MLP_DEFAULTS == {"hidden": 512, "lr": 1e-4, "weight_decay": 0.1, "epochs": 200, "batch_size": 128}
     import inspect
 
-    params = inspect.signature(train_mlp_stack).parameters
-    assert {k: params[k].default for k in MLP_DEFAULTS} == MLP_DEFAULTS
+    for fn in (train_mlp_stack, mlp_pair_r2_streamed, compute_mlp_r2_table):
+        assert inspect.signature(fn).parameters["mlp"].default == MLP(), fn.__name__
 
 
 def test_planted_nonlinear_map_ridge_blind_mlp_sees():
@@ -91,7 +92,7 @@ def test_batched_equals_each_target_layer_alone():
     x = rng.normal(size=(n, da)).astype(np.float32)
     y = np.stack([np.tanh(x @ rng.normal(size=(da, db))) * (b + 1) + 0.5 for b in range(3)]).astype(np.float32)
     x_new = rng.normal(size=(30, da)).astype(np.float32)
-    stack = train_mlp_stack(x, y, layer_src, layers_tgt, seed=5, device="cpu", **FAST)
+    stack = train_mlp_stack(x, y, layer_src, layers_tgt, MLP(seed=5, **FAST), device="cpu")
     for i, b in enumerate(layers_tgt):
         net = oracle_one_layer(x, y[i], layer_src, b, seed=5, **FAST)
         with torch.no_grad():
@@ -133,7 +134,8 @@ def test_layer_subset_and_chunks_equal_full_grid():
         calls["tgt"].append(b)
         return Y[:, b]
 
-    mlp_pair_r2_streamed(load_x, load_y, 3, 4, train, test, layers_src=[1], layers_tgt=[2, 0], device="cpu", **FAST)
+    mlp_pair_r2_streamed(LayerStreams(load_x, load_y, 3, 4), train, test, layers_src=[1], layers_tgt=[2, 0],
+                         mlp=MLP(**FAST), device="cpu")
     assert calls == {"src": [1], "tgt": [2, 0]}
 
 
@@ -161,7 +163,7 @@ def synthetic_shards(tmp_path_factory):
 def test_table_contract_sync_and_sklearn(synthetic_shards, tmp_path):
     ds = build_dataset(synthetic_shards, "experimental", "AtoB")
     size, seeds = 100, (0, 1)
-    table = compute_mlp_r2_table(ds, size, seeds, device="cpu", seed=3, progress=False, **FAST)
+    table = compute_mlp_r2_table(ds, size, seeds, mlp=MLP(seed=3, **FAST), device="cpu", progress=False)
     assert tuple(table.columns) == R2_COLUMNS
     assert len(table) == 2 * 3 * 2
     cube = r2_cube(table)
@@ -176,7 +178,7 @@ def test_table_contract_sync_and_sklearn(synthetic_shards, tmp_path):
     train, test = fixed_size_split(ds.groups, size, 1, 0.2)
     a, b = 2, 1
     x, y = ds.load_source(a, train), np.stack([ds.load_target(t, train) for t in (0, 1)])
-    stack = train_mlp_stack(x, y, a, [0, 1], seed=3, device="cpu", **FAST)
+    stack = train_mlp_stack(x, y, a, [0, 1], MLP(seed=3, **FAST), device="cpu")
     pred = stack.predict(ds.load_source(a, test))[b].numpy().astype(np.float64)
     ref = r2_score(ds.load_target(b, test).astype(np.float64), pred)
     row = table[(table.split_seed == 1) & (table.layer_src == a) & (table.layer_tgt == b)]
@@ -184,8 +186,8 @@ def test_table_contract_sync_and_sklearn(synthetic_shards, tmp_path):
     assert int(row.n_train.iloc[0]) == len(train) and int(row.n_test.iloc[0]) == len(test)
 
     # a layer subset: same cells as the full table, read by the subset reader, not by r2_cube
-    sub = compute_mlp_r2_table(ds, size, seeds, layers_src=[2, 0], layers_tgt=[1], device="cpu", seed=3,
-                               progress=False, **FAST)
+    sub = compute_mlp_r2_table(ds, size, seeds, layers_src=[2, 0], layers_tgt=[1], mlp=MLP(seed=3, **FAST),
+                               device="cpu", progress=False)
     cube_s, ls_s, lt_s = r2_cube_layers(sub)
     assert ls_s.tolist() == [0, 2] and lt_s.tolist() == [1]
     assert np.abs(cube_s - cube[:, [0, 2]][:, :, [1]]).max() <= 1e-5
@@ -231,8 +233,8 @@ def test_errors():
     bad[0, 1, 0] = np.inf
     with pytest.raises(ValueError, match="source layer 1.*NaN or infinite"):
         mlp_pair_r2(bad, Y, train, test, **FAST)
-    with pytest.raises(ValueError, match="unknown MLP option"):
-        compute_mlp_r2_table(None, 10, [0], alpha=0.1)
+    with pytest.raises(TypeError, match="alpha"):  # a ridge option is no MLP option
+        mlp_pair_r2(X, Y, train, test, alpha=0.1)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

@@ -14,7 +14,7 @@ from syncr2.analysis.relationships import (
 )
 from syncr2.core.settings import Relationships, Split
 from syncr2.synchrony.datasets import build_dataset, fixed_size_split, open_by_speaker
-from syncr2.synchrony.ridge import layer_pair_r2_streamed
+from syncr2.synchrony.ridge import LayerStreams, layer_pair_r2_streamed
 from syncr2.synchrony.subset_grids import subset_r2_grids
 from syncr2.synchrony.sync import sync_r2
 from syncr2.synchrony.synthetic import SyntheticSpec, write_synthetic_shards
@@ -56,7 +56,7 @@ def test_subset_rescoring_equals_sklearn_and_engine(synthetic):
     grids = subset_r2_grids(lambda a: X[:, a], lambda b: Y[:, b], X.shape[1], Y.shape[1], [(train, test)], subsets)
     assert grids.shape == (3, X.shape[1], Y.shape[1])
     for s, sub in enumerate(subsets):
-        engine = layer_pair_r2_streamed(lambda a: X[:, a], lambda b: Y[:, b], X.shape[1], Y.shape[1], train, sub)
+        engine = layer_pair_r2_streamed(LayerStreams.of_arrays(X, Y), train, sub)
         np.testing.assert_allclose(grids[s], engine, atol=1e-9)
         for a in range(X.shape[1]):
             for b in range(Y.shape[1]):
@@ -134,7 +134,7 @@ def test_paper_mode_scores_match_engine_on_the_smallest_category(synthetic):
     train, test = fixed_size_split(ds.groups[keep], 150, 0, 0.2)
     sub = test[rel[test] == smallest.relationship]
     X, Y = _layers(ds, keep)
-    grid = layer_pair_r2_streamed(lambda a: X[:, a], lambda b: Y[:, b], X.shape[1], Y.shape[1], train, sub)
+    grid = layer_pair_r2_streamed(LayerStreams.of_arrays(X, Y), train, sub)
     assert smallest.syncr2 == pytest.approx(sync_r2(grid).value, abs=1e-9)
     assert smallest.syncr2_unclipped == pytest.approx(sync_r2(grid, clip=False).value, abs=1e-9)
 
@@ -180,7 +180,7 @@ def test_constant_target_dims_follow_sklearn():
     grids = subset_r2_grids(lambda a: X[:, a], lambda b: Y[:, b], 1, 1, [(train, test)], subsets)
     fit = Ridge(alpha=0.1).fit(X[train, 0], Y[train, 0])
     for s, sub in enumerate(subsets):
-        engine = layer_pair_r2_streamed(lambda a: X[:, a], lambda b: Y[:, b], 1, 1, train, sub)
+        engine = layer_pair_r2_streamed(LayerStreams(lambda a: X[:, a], lambda b: Y[:, b], 1, 1), train, sub)
         assert grids[s, 0, 0] == pytest.approx(engine[0, 0], abs=1e-12)
         # sklearn's rule for a constant dim (1 if predicted exactly, else 0), free of its rounding:
         # the mean of 12 copies of 3.7 is not exactly 3.7, so r2_score itself can give -15 there

@@ -5,7 +5,7 @@ import pytest
 from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 
-from syncr2.synchrony.ridge import layer_pair_r2, layer_pair_r2_streamed
+from syncr2.synchrony.ridge import LayerStreams, layer_pair_r2, layer_pair_r2_streamed
 
 
 def sklearn_grid(X, Y, train, test, alpha):
@@ -68,7 +68,7 @@ def test_streamed_equals_in_memory_and_float32_input():
         calls.append(a)
         return X32[:, a]
 
-    streamed = layer_pair_r2_streamed(load_x, lambda b: Y32[:, b], 4, 3, train, test)
+    streamed = layer_pair_r2_streamed(LayerStreams(load_x, lambda b: Y32[:, b], 4, 3), train, test)
     assert calls == [0, 1, 2, 3]  # each source layer loaded exactly once
     ref = sklearn_grid(X32.astype(np.float64), Y32.astype(np.float64), train, test, 0.1)
     assert np.abs(streamed - ref).max() <= 1e-8
@@ -120,7 +120,7 @@ def test_negative_strides_match_sklearn():
     ref_r = sklearn_grid(np.ascontiguousarray(Xr), np.ascontiguousarray(Yr), n - 1 - train, n - 1 - test, 0.1)
     assert np.abs(got_r - ref_r).max() <= 1e-8
     assert np.abs(got_r - ref[::-1]).max() <= 1e-8  # layers reversed, features permuted: same R2
-    streamed = layer_pair_r2_streamed(lambda a: X[::-1, a, ::-1], lambda b: Y[::-1, b], 3, 2,
+    streamed = layer_pair_r2_streamed(LayerStreams(lambda a: X[::-1, a, ::-1], lambda b: Y[::-1, b], 3, 2),
                                       (n - 1 - train)[::-1], (n - 1 - test)[::-1], device="cpu")
     assert np.abs(streamed - ref).max() <= 1e-8
 

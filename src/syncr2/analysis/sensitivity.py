@@ -253,10 +253,7 @@ def load_r2_cubes(tables: Iterable[PathLike], condition: str) -> list[tuple[str,
     """(path, metadata, cube) of every R2 table of ``condition``; metadata must name pair and direction."""
     out = []
     for path in tables:
-        table, meta = read_r2_table(path)
-        for key in ("pair", "condition", "direction"):
-            if not meta.get(key):
-                raise ValueError(f"{path}: R2 table metadata lacks '{key}'")
+        table, meta = read_r2_table(path, require=("pair", "condition", "direction"))
         if meta["condition"] == condition:
             out.append((str(path), meta, r2_cube(table)))
     if not out:

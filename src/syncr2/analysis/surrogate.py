@@ -330,10 +330,7 @@ def split_null(
         out.n_unmoved[mode] = tr.n_unmoved + te.n_unmoved
     used = np.concatenate([train, test])
     real, null = permuted_r2_grids(
-        lambda a: dataset.load_source(a, used),
-        lambda b: dataset.load_target(b, used),
-        dataset.source.n_layers,
-        dataset.target.n_layers,
+        dataset.streams(used),
         np.arange(len(train)),
         np.arange(len(train), len(used)),
         np.concatenate([out.train_perms[m] for m in modes]),

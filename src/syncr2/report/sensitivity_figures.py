@@ -411,6 +411,24 @@ def _table_label(pair: str, abbreviations: Mapping[str, str] | None) -> str:
     return f"{abbr.get(a, a)} & {abbr.get(b, b)}"
 
 
+def _direction_text(direction: str) -> str:
+    """How a table's caption names its direction, and what its ± means."""
+    return f"{'both directions combined' if direction == 'combined' else direction}; value ± SE over split seeds"
+
+
+def _value_table(wide: pd.DataFrame, abbreviations: Mapping[str, str] | None, columns: Mapping[str, str],
+                 with_family: bool = False) -> pd.DataFrame:
+    """The shown table: each pair's label (and family), ``value ± SE`` per ``{heading: column}``
+    (``column`` and ``column_se`` of ``wide``), and the notes when any row has one."""
+    shown = pd.DataFrame({"model pair": [_table_label(p, abbreviations) for p in wide["pair"]]})
+    if with_family:
+        shown["family"] = wide["family"].to_numpy()
+    for heading, col in columns.items():
+        shown[heading] = [_pm(v, s) for v, s in zip(wide[col], wide[f"{col}_se"])]
+    shown["note"] = wide["note"].to_numpy()
+    return shown if shown["note"].str.len().any() else shown.drop(columns="note")
+
+
 def table2_persona_split(
     frame: pd.DataFrame,
     out_dir: str | os.PathLike[str],
@@ -420,18 +438,11 @@ def table2_persona_split(
 ) -> list[Path]:
     """Table 2: SyncR2 +- SE per pair under the original and the persona-disjoint split (CSV and Markdown)."""
     wide = table2_frame(frame, score, direction)
-    shown = pd.DataFrame({
-        "model pair": [_table_label(p, abbreviations) for p in wide["pair"]], "family": wide["family"],
-        "original": [_pm(v, s) for v, s in zip(wide["original"], wide["original_se"])],
-        "persona-disjoint": [_pm(v, s) for v, s in zip(wide["disjoint"], wide["disjoint_se"])],
-        "note": wide["note"],
-    })
-    if not shown["note"].str.len().any():
-        shown = shown.drop(columns="note")
+    shown = _value_table(wide, abbreviations, {"original": "original", "persona-disjoint": "disjoint"},
+                         with_family=True)
     text = ["# Table 2: SyncR2 under the original and the persona-disjoint train/test split\n",
             (f"Original: samples grouped by task; persona-disjoint: grouped by the task's unordered persona pair, "
-             f"so no persona pair is in both sets. {_SCORE_TEXT[score]}, "
-             f"{'both directions combined' if direction == 'combined' else direction}; value ± SE over split seeds.\n"),
+             f"so no persona pair is in both sets. {_SCORE_TEXT[score]}, {_direction_text(direction)}.\n"),
             markdown_table(shown)]
     return _write_tables(wide, "\n".join(text), out_dir, TABLE_STEMS["persona_split"])
 
@@ -495,17 +506,9 @@ def table5_nonlinear(
 ) -> list[Path]:
     """Table 5: affine against nonlinear SyncR2 +- SE per pair (CSV and Markdown)."""
     wide = table5_frame(affine, nonlinear, score, condition, direction, model_order)
-    shown = pd.DataFrame({
-        "model pair": [_table_label(p, abbreviations) for p in wide["pair"]],
-        "affine": [_pm(v, s) for v, s in zip(wide["affine"], wide["affine_se"])],
-        "nonlinear": [_pm(v, s) for v, s in zip(wide["nonlinear"], wide["nonlinear_se"])],
-        "note": wide["note"],
-    })
-    if not shown["note"].str.len().any():
-        shown = shown.drop(columns="note")
+    shown = _value_table(wide, abbreviations, {"affine": "affine", "nonlinear": "nonlinear"})
     text = ["# Table 5: affine and nonlinear maps\n",
-            (f"{_SCORE_TEXT[score]}, {condition}, "
-             f"{'both directions combined' if direction == 'combined' else direction}; value ± SE over split seeds.\n"),
+            f"{_SCORE_TEXT[score]}, {condition}, {_direction_text(direction)}.\n",
             markdown_table(shown)]
     return _write_tables(wide, "\n".join(text), out_dir, TABLE_STEMS["nonlinear"])
 

@@ -32,6 +32,7 @@ from ..core.conditions import (
     split_sizes,
 )
 from ..core.shards import Shard, ShardError, ShardMeta, check_agree, open_shard
+from .ridge import LayerStreams
 
 
 @dataclass
@@ -121,6 +122,11 @@ class ConditionDataset:
 
     def load_source(self, layer: int, samples: np.ndarray) -> np.ndarray:
         return self.source.load(layer, self.pairs["src_pos"].to_numpy()[samples])
+
+    def streams(self, samples: np.ndarray) -> LayerStreams:
+        """Both sides' layers, one at a time, restricted to ``samples`` (in that order)."""
+        return LayerStreams(lambda a: self.load_source(a, samples), lambda b: self.load_target(b, samples),
+                            self.source.n_layers, self.target.n_layers)
 
     def load_target(self, layer: int, samples: np.ndarray) -> np.ndarray:
         return self.target.load(layer, self.pairs["tgt_pos"].to_numpy()[samples])

@@ -50,13 +50,12 @@ from ..core.device import resolve_device
 from ..core.settings import MLP
 from .datasets import ConditionDataset
 from .r2table import split_table
-from .ridge import EPS, LayerLoader, as_index, check_layer_stacks, constant_columns
+from .ridge import EPS, LayerStreams, as_index, constant_columns
 
 log = logging.getLogger(__name__)
 
 #: The paper's hyper-parameters (docs/analyses.md, "MLP maps"): the defaults of :class:`~syncr2.core.settings.MLP`.
 MLP_DEFAULTS: dict[str, float | int] = {k: v for k, v in MLP().options().items() if k != "seed"}
-_GRID_OPTIONS = (*MLP_DEFAULTS, "target_chunk")
 
 _INIT_TAG = 0x6D6C7031  # fixed tags keep the init and order streams apart
 _ORDER_TAG = 0x6D6C7032
@@ -85,17 +84,17 @@ def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
     return a if isinstance(a, torch.Tensor) else torch.as_tensor(np.ascontiguousarray(a))
 
 
-def _check_hyper(hidden: int, lr: float, weight_decay: float, epochs: int, batch_size: int) -> None:
-    if int(hidden) < 1:
-        raise ValueError(f"hidden must be >= 1 (units of the hidden layer), got {hidden}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if int(epochs) < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+def _check_mlp(mlp: MLP) -> None:
+    if int(mlp.hidden) < 1:
+        raise ValueError(f"hidden must be >= 1 (units of the hidden layer), got {mlp.hidden}")
+    if not mlp.lr > 0:
+        raise ValueError(f"lr must be > 0, got {mlp.lr}")
+    if not mlp.weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {mlp.weight_decay}")
+    if int(mlp.epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {mlp.epochs}")
+    if int(mlp.batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {mlp.batch_size}")
 
 
 @dataclass
@@ -177,12 +176,7 @@ def train_mlp_stack(
     y: np.ndarray | torch.Tensor,
     layer_src: int,
     layers_tgt: Sequence[int],
-    seed: int = 0,
-    hidden: int = 512,
-    lr: float = 1e-4,
-    weight_decay: float = 0.1,
-    epochs: int = 200,
-    batch_size: int = 128,
+    mlp: MLP = MLP(),
     device: str | torch.device | None = None,
 ) -> MLPStack:
     """Train one MLP per target layer on the same source rows, batched.
@@ -193,8 +187,9 @@ def train_mlp_stack(
     layer's mean squared error, so no gradient mixes layers. Every epoch goes
     through the rows in the order of :func:`epoch_orders`, ``batch_size`` at a
     time; AdamW (PyTorch defaults otherwise, fused) decays all weights and biases.
+    ``mlp`` holds the seed and the hyper-parameters (``epochs``, ``batch_size``, ...).
     """
-    _check_hyper(hidden, lr, weight_decay, epochs, batch_size)
+    _check_mlp(mlp)
     dev = resolve_device(device)
     layers_tgt = tuple(int(b) for b in layers_tgt)
     xt = _tensor(x).to(dev, torch.float32)
@@ -206,18 +201,19 @@ def train_mlp_stack(
             f"y must be (len(layers_tgt)={len(layers_tgt)}, n_train={xt.shape[0]}, D_B), got shape {tuple(yt.shape)}"
         )
     n_train = xt.shape[0]
-    stack = init_mlp_stack(xt.shape[1], yt.shape[2], layer_src, layers_tgt, seed, int(hidden), dev)
+    stack = init_mlp_stack(xt.shape[1], yt.shape[2], layer_src, layers_tgt, mlp.seed, int(mlp.hidden), dev)
     params = [stack.w1, stack.b1, stack.w2, stack.b2]
     for p in params:
         p.requires_grad_(True)
     # fused: one kernel per step over the stacked tensors, the same update rule as the default
     # implementation (several times faster on CPU once the stack outgrows the caches)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    orders = epoch_orders(n_train, int(epochs), seed, layer_src).to(dev)
-    for epoch in range(int(epochs)):
+    opt = torch.optim.AdamW(params, lr=mlp.lr, weight_decay=mlp.weight_decay, fused=True)
+    orders = epoch_orders(n_train, int(mlp.epochs), mlp.seed, layer_src).to(dev)
+    batch = int(mlp.batch_size)
+    for epoch in range(int(mlp.epochs)):
         order = orders[epoch]
-        for start in range(0, n_train, int(batch_size)):
-            rows = order[start:start + int(batch_size)]
+        for start in range(0, n_train, batch):
+            rows = order[start:start + batch]
             xb, yb = xt[rows], yt[:, rows]
             hid = torch.relu(torch.matmul(xb, stack.w1) + stack.b1[:, None, :])  # (T, B, H)
             pred = torch.baddbmm(stack.b2[:, None, :], hid, stack.w2)  # (T, B, D_B)
@@ -283,27 +279,19 @@ def _checked_rows(arr: np.ndarray, what: str, n: int | None) -> np.ndarray:
 
 
 def mlp_pair_r2_streamed(
-    load_source: LayerLoader,
-    load_target: LayerLoader,
-    n_source_layers: int,
-    n_target_layers: int,
+    streams: LayerStreams,
     train_idx: Sequence[int] | np.ndarray,
     test_idx: Sequence[int] | np.ndarray,
     layers_src: Sequence[int] | None = None,
     layers_tgt: Sequence[int] | None = None,
-    seed: int = 0,
-    hidden: int = 512,
-    lr: float = 1e-4,
-    weight_decay: float = 0.1,
-    epochs: int = 200,
-    batch_size: int = 128,
+    mlp: MLP = MLP(),
     target_chunk: int | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Test-set R2 of an MLP map for every (source layer, target layer) pair of the subsets.
 
-    ``load_source(l)`` / ``load_target(l)`` return one layer's (n, D) rows;
+    ``streams`` reads one layer's (n, D) rows at a time;
     every chosen target layer is loaded once and kept (train rows float32,
     test rows as loaded), every chosen source layer once. For each source
     layer one batched training (:func:`train_mlp_stack`) covers the target
@@ -312,22 +300,22 @@ def mlp_pair_r2_streamed(
     (len(layers_src), len(layers_tgt)) in the order of the subsets
     (default: all layers), each cell :func:`r2_uniform` of the test rows.
     """
-    _check_hyper(hidden, lr, weight_decay, epochs, batch_size)
+    _check_mlp(mlp)
     if target_chunk is not None and int(target_chunk) < 1:
         raise ValueError(f"target_chunk must be >= 1 or None (all target layers at once), got {target_chunk}")
-    src_layers = _layer_list(layers_src, n_source_layers, "layers_src")
-    tgt_layers = _layer_list(layers_tgt, n_target_layers, "layers_tgt")
+    src_layers = _layer_list(layers_src, streams.n_source, "layers_src")
+    tgt_layers = _layer_list(layers_tgt, streams.n_target, "layers_tgt")
     dev = resolve_device(device)
     chunk = len(tgt_layers) if target_chunk is None else int(target_chunk)
 
-    first = _checked_rows(load_target(tgt_layers[0]), f"target layer {tgt_layers[0]}", None)
+    first = _checked_rows(streams.target(tgt_layers[0]), f"target layer {tgt_layers[0]}", None)
     n = first.shape[0]
     train = as_index(train_idx, n, "train_idx")
     test = as_index(test_idx, n, "test_idx")
     y_train = torch.empty((len(tgt_layers), len(train), first.shape[1]), dtype=torch.float32, device=dev)
     y_test: list[torch.Tensor] = []
     for j, b in enumerate(tgt_layers):
-        arr = first if j == 0 else _checked_rows(load_target(b), f"target layer {b}", n)
+        arr = first if j == 0 else _checked_rows(streams.target(b), f"target layer {b}", n)
         if arr.shape[1] != first.shape[1]:
             raise ValueError(
                 f"target layer {b} has {arr.shape[1]} dims but target layer {tgt_layers[0]} has "
@@ -338,16 +326,14 @@ def mlp_pair_r2_streamed(
     del first
 
     out = np.empty((len(src_layers), len(tgt_layers)))
-    hyper = {"seed": seed, "hidden": hidden, "lr": lr, "weight_decay": weight_decay, "epochs": epochs,
-             "batch_size": batch_size}
     for i, a in enumerate(tqdm(src_layers, desc="source layers (MLP)", disable=not progress, leave=False)):
         t0 = time.perf_counter()
-        x = _checked_rows(load_source(a), f"source layer {a}", n)
+        x = _checked_rows(streams.source(a), f"source layer {a}", n)
         x_train = torch.from_numpy(x[train]).to(dev, torch.float32)
         x_test = torch.from_numpy(x[test]).to(dev, torch.float32)
         for lo in range(0, len(tgt_layers), chunk):
             part = tgt_layers[lo:lo + chunk]
-            stack = train_mlp_stack(x_train, y_train[lo:lo + chunk], a, part, device=dev, **hyper)
+            stack = train_mlp_stack(x_train, y_train[lo:lo + chunk], a, part, mlp, device=dev)
             for k in range(len(part)):
                 out[i, lo + k] = r2_uniform(y_test[lo + k], stack.predict_layer(x_test, k))
             del stack
@@ -361,18 +347,16 @@ def mlp_pair_r2(
     Y: np.ndarray,
     train_idx: Sequence[int] | np.ndarray,
     test_idx: Sequence[int] | np.ndarray,
-    **options,
+    layers_src: Sequence[int] | None = None,
+    layers_tgt: Sequence[int] | None = None,
+    target_chunk: int | None = None,
+    device: str | torch.device | None = None,
+    **hyper: float,
 ) -> np.ndarray:
-    """:func:`mlp_pair_r2_streamed` for in-memory ``X`` (n, L_A, D_A) and ``Y`` (n, L_B, D_B)."""
-    X, Y = check_layer_stacks(X, Y)
-    return mlp_pair_r2_streamed(lambda a: X[:, a, :], lambda b: Y[:, b, :], X.shape[1], Y.shape[1],
-                                train_idx, test_idx, **options)
-
-
-def _check_options(options: dict) -> None:
-    unknown = sorted(set(options) - set(_GRID_OPTIONS))
-    if unknown:
-        raise ValueError(f"unknown MLP option(s) {unknown}; use {list(_GRID_OPTIONS)}")
+    """:func:`mlp_pair_r2_streamed` for in-memory ``X`` (n, L_A, D_A) and ``Y`` (n, L_B, D_B);
+    ``hyper``: the fields of :class:`~syncr2.core.settings.MLP` (seed, hidden, lr, ...)."""
+    return mlp_pair_r2_streamed(LayerStreams.of_arrays(X, Y), train_idx, test_idx, layers_src, layers_tgt,
+                                MLP(**hyper), target_chunk, device)
 
 
 def compute_mlp_r2_table(
@@ -382,24 +366,23 @@ def compute_mlp_r2_table(
     test_fraction: float = 0.2,
     layers_src: Sequence[int] | None = None,
     layers_tgt: Sequence[int] | None = None,
+    mlp: MLP = MLP(),
+    target_chunk: int | None = None,
     device: str | None = None,
-    seed: int = 0,
     progress: bool = True,
-    **mlp_kwargs,
 ) -> pd.DataFrame:
     """The MLP R2 table (``R2_COLUMNS``) of ``dataset``, split as :func:`compute_r2_table` splits.
 
-    ``mlp_kwargs``: hidden, lr, weight_decay, epochs, batch_size (paper
-    defaults in ``MLP_DEFAULTS``) and target_chunk. A layer subset gives a
-    table of those layers only; read it with ``r2_cube_layers``.
+    ``mlp``: the seed and hyper-parameters (the paper's by default). A layer
+    subset gives a table of those layers only; read it with ``r2_cube_layers``.
     """
-    _check_options(mlp_kwargs)
     n_src, n_tgt = dataset.source.n_layers, dataset.target.n_layers
     src_layers = _layer_list(layers_src, n_src, "layers_src")
     tgt_layers = _layer_list(layers_tgt, n_tgt, "layers_tgt")
-    def mlp_grid(load_source: LayerLoader, load_target: LayerLoader, train: np.ndarray, test: np.ndarray):
-        return mlp_pair_r2_streamed(load_source, load_target, n_src, n_tgt, train, test, layers_src=src_layers,
-                                    layers_tgt=tgt_layers, seed=seed, device=device, progress=progress, **mlp_kwargs)
+
+    def mlp_grid(streams: LayerStreams, train: np.ndarray, test: np.ndarray):
+        return mlp_pair_r2_streamed(streams, train, test, src_layers, tgt_layers, mlp, target_chunk, device,
+                                    progress)
 
     return split_table(dataset, size, split_seeds, test_fraction, mlp_grid, src_layers, tgt_layers,
                        what=f"MLP ({len(src_layers)} batched trainings) ")

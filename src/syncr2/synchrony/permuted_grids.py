@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .ridge import LayerLoader, hat_matrix, layer_tensor, split_tensors, stacked_target_terms
+from .ridge import LayerStreams, hat_matrix, layer_tensor, split_tensors, stacked_target_terms
 
 #: Gathered hat matrices of one chunk of permutations stay below this many bytes.
 DEFAULT_CHUNK_BYTES = 256 * 2**20
@@ -94,10 +94,7 @@ def take_flat(m: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
 
 
 def permuted_r2_grids(
-    load_source: LayerLoader,
-    load_target: LayerLoader,
-    n_source_layers: int,
-    n_target_layers: int,
+    streams: LayerStreams,
     train_idx: Sequence[int] | np.ndarray,
     test_idx: Sequence[int] | np.ndarray,
     train_perms: np.ndarray,
@@ -117,21 +114,21 @@ def permuted_r2_grids(
     Draws are processed in chunks whose gathered matrices stay below
     ``chunk_bytes``; see :class:`PermutedGathers` for ``index_bytes``.
     """
-    first, train, test = split_tensors(load_target, train_idx, test_idx, alpha, device)
+    first, train, test = split_tensors(streams.target, train_idx, test_idx, alpha, device)
     n, dev = first.shape[0], train.device
     train_perms = np.asarray(train_perms, dtype=np.int64)
     test_perms = np.asarray(test_perms, dtype=np.int64)
     check_permutations(train_perms, test_perms, train.numel(), test.numel())
     n_perm = train_perms.shape[0]
     gathers = PermutedGathers(train_perms, test_perms, dev, chunk_bytes, index_bytes)
-    terms = stacked_target_terms(load_target, n_target_layers, train, test, first=first,
+    terms = stacked_target_terms(streams.target, streams.n_target, train, test, first=first,
                                  gram_positions=gathers.tri_flat, gram_weight=gathers.tri_weight)
     del first
-    real = torch.empty((n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
-    null = torch.empty((n_perm, n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
+    real = torch.empty((streams.n_source, streams.n_target), dtype=torch.float64, device=dev)
+    null = torch.empty((n_perm, streams.n_source, streams.n_target), dtype=torch.float64, device=dev)
     chunk = gathers.chunk
-    for a in tqdm(range(n_source_layers), desc="source layers", disable=not progress, leave=False):
-        hat = hat_matrix(layer_tensor(load_source(a), n, f"source layer {a}", dev), train, test, alpha).contiguous()
+    for a in tqdm(range(streams.n_source), desc="source layers", disable=not progress, leave=False):
+        hat = hat_matrix(layer_tensor(streams.source(a), n, f"source layer {a}", dev), train, test, alpha).contiguous()
         sq = hat.T @ hat
         real[a] = terms.r2(hat.reshape(-1), sq.reshape(-1)[gathers.tri_flat])
         for lo in gathers.starts:

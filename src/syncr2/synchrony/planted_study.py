@@ -95,28 +95,49 @@ class PlantedStudy:
 
 
 # ------------------------------------------------------------------- generation
+def planted_episode(
+    rng: np.random.Generator, n_turns: int, rho: float, loadings: Mapping[int, Sequence[np.ndarray]],
+    noise: Mapping[int, Sequence[float]], coupling: float = 1.0, passive_noise: float | None = None,
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """One planted episode, turn by turn: (genuine (L, D), passive or None) of the speaker, agent 1 + turn % 2.
+
+    The one generator of planted representations (module docstring): the AR(1)
+    latent ``z``, agent 2's coupled latent ``c z + sqrt(1 - c^2) u``, each layer's
+    ``latent @ loading + noise``, and, with ``passive_noise``, the passive reader's
+    copy plus that much noise. ``loadings[agent]`` are (latent_dim, D) per layer.
+    """
+    latent_dim = loadings[1][0].shape[0]
+    n_rounds = (n_turns + 1) // 2
+    z = np.empty((n_rounds, latent_dim))
+    z[0] = rng.normal(size=latent_dim)
+    for r in range(1, n_rounds):
+        z[r] = rho * z[r - 1] + math.sqrt(1 - rho ** 2) * rng.normal(size=latent_dim)
+    u = rng.normal(size=(n_rounds, latent_dim))
+    turns: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for turn in range(n_turns):
+        r, agent = turn // 2, 1 + turn % 2
+        latent = z[r] if agent == 1 else coupling * z[r] + math.sqrt(1 - coupling * coupling) * u[r]
+        genuine = np.stack([latent @ w + s * rng.normal(size=w.shape[1]) for w, s in zip(loadings[agent], noise[agent])])
+        passive = None if passive_noise is None else genuine + passive_noise * rng.normal(size=genuine.shape)
+        turns.append((genuine, passive))
+    return turns
+
+
 def simulate_pair_seed(
     study: PlantedStudy, pair: str, m1: str, m2: str, seed: int, task_ids: Sequence[int]
 ) -> tuple[pd.DataFrame, dict[str, dict[int, tuple[pd.DataFrame, np.ndarray]]]]:
     """Episodes table and reps {"genuine"|"passive": {agent: (index, (n, L, D))}} of some tasks."""
     c = study.coupling_of(pair)
     load = {1: study.loadings(m1), 2: study.loadings(m2)}
-    n_rounds = (study.n_turns + 1) // 2
     rows: list[dict[str, Any]] = []
     out: dict[str, dict[int, list]] = {"genuine": {1: [], 2: []}, "passive": {1: [], 2: []}}
     index: dict[int, list] = {1: [], 2: []}
     for task in task_ids:
         rng = np.random.default_rng(_key_seed("episode", study.weight_seed, pair, int(seed), int(task)))
-        z = np.empty((n_rounds, study.latent_dim))
-        z[0] = rng.normal(size=study.latent_dim)
-        for r in range(1, n_rounds):
-            z[r] = study.rho * z[r - 1] + math.sqrt(1 - study.rho ** 2) * rng.normal(size=study.latent_dim)
-        u = rng.normal(size=(n_rounds, study.latent_dim))
-        for turn in range(study.n_turns):
-            r, agent = turn // 2, 1 + turn % 2
-            latent = z[r] if agent == 1 else c * z[r] + math.sqrt(1 - c * c) * u[r]
-            genuine = np.stack([latent @ w + s * rng.normal(size=study.dim) for w, s in zip(load[agent], study.noise)])
-            passive = genuine + study.passive_noise * rng.normal(size=genuine.shape)
+        turns = planted_episode(rng, study.n_turns, study.rho, load, {1: study.noise, 2: study.noise}, c,
+                                study.passive_noise)
+        for turn, (genuine, passive) in enumerate(turns):
+            agent = 1 + turn % 2
             out["genuine"][agent].append(genuine)
             out["passive"][agent].append(passive)
             index[agent].append((int(task), int(seed), turn, agent))

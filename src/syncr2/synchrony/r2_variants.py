@@ -122,8 +122,8 @@ def run_r2_variant(
         layers_tgt = None if layers_tgt is None else [int(v) for v in layers_tgt]
         options = {k: v for k, v in mlp.options().items() if k != "seed"}
         table = compute_mlp_r2_table(ds, split.size, split.split_seeds, test_fraction=split.test_fraction,
-                                     layers_src=layers_src, layers_tgt=layers_tgt, device=device, seed=mlp.seed,
-                                     progress=progress, **options)
+                                     layers_src=layers_src, layers_tgt=layers_tgt, mlp=mlp, device=device,
+                                     progress=progress)
         meta.update({**options, "seed": mlp.seed, "layers_src": layers_src, "layers_tgt": layers_tgt})
     path = write_r2_table(table, out, **meta)
     log.info("wrote %s (%d rows) in %.1f s", out, len(table), time.perf_counter() - t0)

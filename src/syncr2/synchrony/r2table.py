@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..core.atomic import atomic_path
 from .datasets import ConditionDataset, fixed_size_split
-from .ridge import LayerLoader, layer_pair_r2_streamed
+from .ridge import LayerStreams, layer_pair_r2_streamed
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,8 @@ def compute_r2_table(
     progress: bool = True,
 ) -> pd.DataFrame:
     """Fit and score all layer pairs of ``dataset`` for each split seed."""
-    def ridge_grid(load_source: LayerLoader, load_target: LayerLoader, train: np.ndarray, test: np.ndarray):
-        return layer_pair_r2_streamed(load_source, load_target, dataset.source.n_layers, dataset.target.n_layers,
-                                      train, test, alpha=alpha, device=device, progress=progress)
+    def ridge_grid(streams: LayerStreams, train: np.ndarray, test: np.ndarray):
+        return layer_pair_r2_streamed(streams, train, test, alpha=alpha, device=device, progress=progress)
 
     return split_table(dataset, size, split_seeds, test_fraction, ridge_grid)
 
@@ -48,12 +47,12 @@ def split_table(
     size: int,
     split_seeds: Sequence[int],
     test_fraction: float,
-    grid_of: Callable[[LayerLoader, LayerLoader, np.ndarray, np.ndarray], np.ndarray],
+    grid_of: Callable[[LayerStreams, np.ndarray, np.ndarray], np.ndarray],
     layers_src: Sequence[int] | None = None,
     layers_tgt: Sequence[int] | None = None,
     what: str = "",
 ) -> pd.DataFrame:
-    """The R2 table of any map: per split seed, ``grid_of(load_source, load_target, train, test)`` on the
+    """The R2 table of any map: per split seed, ``grid_of(streams, train, test)`` on the
     split's rows (train first), as rows of the chosen layers (default: all)."""
     src = list(range(dataset.source.n_layers)) if layers_src is None else list(layers_src)
     tgt = list(range(dataset.target.n_layers)) if layers_tgt is None else list(layers_tgt)
@@ -63,9 +62,7 @@ def split_table(
         used = np.concatenate([train, test])
         log.info("%s%s %s split seed %d: %d train, %d test samples, %dx%d layer pairs", what,
                  dataset.condition.name, dataset.direction, seed, len(train), len(test), len(src), len(tgt))
-        grid = grid_of(lambda a, used=used: dataset.load_source(a, used),
-                       lambda b, used=used: dataset.load_target(b, used),
-                       np.arange(len(train)), np.arange(len(train), len(used)))
+        grid = grid_of(dataset.streams(used), np.arange(len(train)), np.arange(len(train), len(used)))
         frames.append(grid_rows(grid, seed, src, tgt, len(train), len(test)))
     return pd.concat(frames, ignore_index=True)
 
@@ -107,8 +104,8 @@ def write_r2_table(table: pd.DataFrame, path: str | os.PathLike[str], **meta: ob
     return Path(path)
 
 
-def read_r2_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict]:
-    """An R2 table and its metadata; errors name the file and the missing column."""
+def read_r2_table(path: str | os.PathLike[str], require: Sequence[str] = ()) -> tuple[pd.DataFrame, dict]:
+    """An R2 table and its metadata; errors name the file and the missing column or ``require``d metadata key."""
     import pyarrow.parquet as pq
 
     try:
@@ -119,8 +116,11 @@ def read_r2_table(path: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict]:
     missing = [c for c in R2_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: R2 table lacks column(s) {', '.join(missing)}")
-    raw = (arrow.schema.metadata or {}).get(b"syncr2", b"{}")
-    return table, json.loads(raw)
+    meta = json.loads((arrow.schema.metadata or {}).get(b"syncr2", b"{}"))
+    for key in require:
+        if not meta.get(key):
+            raise ValueError(f"{path}: R2 table metadata lacks '{key}'")
+    return table, meta
 
 
 def r2_cube(table: pd.DataFrame) -> np.ndarray:

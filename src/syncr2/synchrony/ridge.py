@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,26 @@ from ..core.device import resolve_device
 log = logging.getLogger(__name__)
 
 LayerLoader = Callable[[int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class LayerStreams:
+    """A source and a target layer stack, read one layer at a time.
+
+    ``source(l)`` / ``target(l)`` return layer ``l``'s (n, D) rows, so a grid
+    holds one source layer and what it keeps of the targets, never a whole stack.
+    """
+
+    source: LayerLoader
+    target: LayerLoader
+    n_source: int
+    n_target: int
+
+    @classmethod
+    def of_arrays(cls, X: np.ndarray, Y: np.ndarray) -> LayerStreams:
+        """In-memory stacks ``X`` (n, L_A, D_A) and ``Y`` (n, L_B, D_B), checked."""
+        X, Y = check_layer_stacks(X, Y)
+        return cls(lambda a: X[:, a, :], lambda b: Y[:, b, :], X.shape[1], Y.shape[1])
 
 __all__ = [
     "EPS", "LayerLoader", "TargetTerms", "as_index", "check_layer_stacks", "constant_columns", "hat_matrix",
@@ -249,10 +270,7 @@ def split_tensors(
 
 
 def layer_pair_r2_streamed(
-    load_source: LayerLoader,
-    load_target: LayerLoader,
-    n_source_layers: int,
-    n_target_layers: int,
+    streams: LayerStreams,
     train_idx: Sequence[int] | np.ndarray,
     test_idx: Sequence[int] | np.ndarray,
     alpha: float = 0.1,
@@ -261,44 +279,26 @@ def layer_pair_r2_streamed(
 ) -> np.ndarray:
     """Test-set R2 of every (source layer, target layer) ridge map.
 
-    ``load_source(l)`` / ``load_target(l)`` return the (n, D) representations of
-    one layer, so only one source layer and the per-target Gram matrices
+    ``streams`` reads one layer at a time, so only one source layer and the per-target Gram matrices
     (``L_B * n_train * (n_train + n_test)`` float64) are held at once.
     Returns an (L_A, L_B) float64 array equal to scikit-learn's
     ``Ridge(alpha).fit(X_a[train], Y_b[train])`` scored with ``r2_score`` on
     the test rows, pair by pair.
     """
-    first, train, test = split_tensors(load_target, train_idx, test_idx, alpha, device)
+    first, train, test = split_tensors(streams.target, train_idx, test_idx, alpha, device)
     n, dev = first.shape[0], train.device
-    terms = stacked_target_terms(load_target, n_target_layers, train, test, first=first, progress=progress)
+    terms = stacked_target_terms(streams.target, streams.n_target, train, test, first=first, progress=progress)
     del first
-    out = torch.empty((n_source_layers, n_target_layers), dtype=torch.float64, device=dev)
-    for a in tqdm(range(n_source_layers), desc="source layers", disable=not progress, leave=False):
-        hat = hat_matrix(layer_tensor(load_source(a), n, f"source layer {a}", dev), train, test, alpha)
+    out = torch.empty((streams.n_source, streams.n_target), dtype=torch.float64, device=dev)
+    for a in tqdm(range(streams.n_source), desc="source layers", disable=not progress, leave=False):
+        hat = hat_matrix(layer_tensor(streams.source(a), n, f"source layer {a}", dev), train, test, alpha)
         out[a] = terms.r2(hat.reshape(-1), (hat.T @ hat).reshape(-1))
-    log.debug("R2 grid %dx%d on %s done", n_source_layers, n_target_layers, dev)
+    log.debug("R2 grid %dx%d on %s done", streams.n_source, streams.n_target, dev)
     return out.cpu().numpy()
 
 
-def layer_pair_r2(
-    X: np.ndarray,
-    Y: np.ndarray,
-    train_idx: Sequence[int] | np.ndarray,
-    test_idx: Sequence[int] | np.ndarray,
-    alpha: float = 0.1,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Test-set R2 for every layer pair of ``X`` (n, L_A, D_A) -> ``Y`` (n, L_B, D_B)."""
-    X, Y = check_layer_stacks(X, Y)
-    return layer_pair_r2_streamed(
-        lambda a: X[:, a, :],
-        lambda b: Y[:, b, :],
-        X.shape[1],
-        Y.shape[1],
-        train_idx,
-        test_idx,
-        alpha=alpha,
-        device=device,
-        progress=progress,
-    )
+def layer_pair_r2(X: np.ndarray, Y: np.ndarray, train_idx: Sequence[int] | np.ndarray,
+                  test_idx: Sequence[int] | np.ndarray, **options: Any) -> np.ndarray:
+    """Test-set R2 for every layer pair of ``X`` (n, L_A, D_A) -> ``Y`` (n, L_B, D_B);
+    ``options``: those of :func:`layer_pair_r2_streamed` (alpha, device, progress)."""
+    return layer_pair_r2_streamed(LayerStreams.of_arrays(X, Y), train_idx, test_idx, **options)

@@ -40,10 +40,7 @@ def summarize_tables(paths: Iterable[str | os.PathLike[str]], top_k: int = 1, cl
     """
     rows = []
     for path in paths:
-        table, meta = read_r2_table(path)
-        for key in ("pair", "condition", "direction"):
-            if not meta.get(key):
-                raise ValueError(f"{path}: R2 table metadata lacks '{key}'")
+        table, meta = read_r2_table(path, require=("pair", "condition", "direction"))
         if meta.get("insufficient"):
             raise ValueError(f"{path}: this R2 table is marked insufficient ({meta['insufficient']}): "
                              f"it has no SyncR2; only the sensitivity analyses read such tables")

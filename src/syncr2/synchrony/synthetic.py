@@ -5,7 +5,8 @@ Each episode has a latent state per round, an AR(1) process
 Round r holds turns 2r (agent 1) and 2r + 1 (agent 2). Agent 1's layer a at
 turn 2r reads ``z_r A_a + noise_a``; agent 2's layer b at turn 2r + 1 reads
 ``z_r B_b + noise_b``; agent 2 at turn 2r+1 also drives agent 1 at turn 2r+2
-through the AR step. So predicting agent 2 from agent 1 works best at lag 0
+through the AR step (the known-answer study's generator, ``planted_episode``, with
+coupling 1). So predicting agent 2 from agent 1 works best at lag 0
 and decays as rho^k over lag-k rounds; :func:`analytic_r2` gives the
 population R2 of every layer pair, the value a ridge map fitted on enough
 samples approaches.
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.shards import ShardMeta, write_shard
+from .planted_study import planted_episode
 
 
 @dataclass
@@ -53,23 +55,14 @@ class SyntheticSpec:
 def simulate_reps(spec: SyntheticSpec, seed: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
     """(index_1, reps_1, index_2, reps_2) for every task of one seed."""
     rng = np.random.default_rng([spec.weight_seed, seed])
-    n_rounds = (spec.n_turns + 1) // 2
+    loadings = {1: spec.loadings_a, 2: spec.loadings_b}
+    noise = {1: spec.noise_a, 2: spec.noise_b}
     rows1, rows2, reps1, reps2 = [], [], [], []
     for task in range(spec.n_tasks):
-        z = np.empty((n_rounds, spec.latent_dim))
-        z[0] = rng.normal(size=spec.latent_dim)
-        for r in range(1, n_rounds):
-            z[r] = spec.rho * z[r - 1] + np.sqrt(1 - spec.rho**2) * rng.normal(size=spec.latent_dim)
-        for turn in range(spec.n_turns):
-            r = turn // 2
-            if turn % 2 == 0:
-                h = np.stack([z[r] @ A + s * rng.normal(size=spec.dim_a) for A, s in zip(spec.loadings_a, spec.noise_a)])
-                rows1.append((task, seed, turn, 1))
-                reps1.append(h)
-            else:
-                h = np.stack([z[r] @ B + s * rng.normal(size=spec.dim_b) for B, s in zip(spec.loadings_b, spec.noise_b)])
-                rows2.append((task, seed, turn, 2))
-                reps2.append(h)
+        for turn, (h, _) in enumerate(planted_episode(rng, spec.n_turns, spec.rho, loadings, noise)):
+            rows, reps = (rows1, reps1) if turn % 2 == 0 else (rows2, reps2)
+            rows.append((task, seed, turn, 1 + turn % 2))
+            reps.append(h)
     cols = ["task_id", "seed", "turn", "speaker"]
     return (
         pd.DataFrame(rows1, columns=cols), np.asarray(reps1, np.float32),
