@@ -8,7 +8,7 @@
 #   (the paper; sotopia_data: your directory of Sotopia's JSON exports)
 #
 # Every rule calls one `python -m syncr2 ...` entry point; no science lives here.
-# GPU rules: simulate, read_passive, and judge with a local judge. CPU rules: everything else.
+# GPU rules: simulate, read_passive, simulate_tom, and judge with a local judge. CPU rules: everything else.
 
 
 from snakemake.utils import min_version, validate
@@ -44,6 +44,7 @@ else:
     include: "workflow/rules/models.smk"
     include: "workflow/rules/simulate.smk"
     include: "workflow/rules/social.smk"
+    include: "workflow/rules/tom.smk"
 
 
 include: "workflow/rules/synchrony.smk"
@@ -76,6 +77,8 @@ ROBUSTNESS_OUTPUTS = (
         else []
     )
 )
+# The ToM condition (Figure 11) runs for the pairs of tom.pairs ([]: none).
+TOM_OUTPUTS = rules.tom.output if PLAN.tom_pairs and not PLAN.synthetic else []
 
 
 rule all:
@@ -84,4 +87,5 @@ rule all:
         rules.figures.output,
         SOCIAL_OUTPUTS,
         ROBUSTNESS_OUTPUTS,
+        TOM_OUTPUTS,
         "results/summary/synchrony.parquet",

@@ -35,12 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     stems = planned_figures(pairs, cfg["conditions"], cfg["directions"]) + ["fig5_relationships", "fig6_correlation"]
     plan = planned_sensitivity(cfg["analysis"]["sensitivity"]["analyses"])
     stems += plan["figures"] + ["surrogate_null"]
+    tom_pairs = (cfg.get("tom") or {}).get("pairs") or []
+    if tom_pairs:
+        stems += ["fig11_tom", "fig11_tom_layers"]
     for stem in stems:
         for ext in ("png", "pdf"):
             if not (Path("reports/figures") / f"{stem}.{ext}").stat().st_size:
                 problems.append(f"empty figure {stem}.{ext}")
     for name in ("synchrony", "performance", "correlation", "table1_partial_correlation", "table5_nonlinear",
-                 *plan["tables"]):
+                 *plan["tables"], *(["table_tom"] if tom_pairs else [])):
         for ext in ("csv", "md"):
             if not (Path("reports/tables") / f"{name}.{ext}").is_file():
                 problems.append(f"missing table {name}.{ext}")
@@ -69,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     want = len(robustness_pairs(cfg, "surrogate")) * 3 * len(cfg["analysis"]["surrogate"]["modes"]) * 2
     if len(surrogate) != want or surrogate["n_perm"].ne(cfg["analysis"]["surrogate"]["n_perm"]).any():
         problems.append(f"surrogate summary has {len(surrogate)} rows, expected {want}")
+    if tom_pairs:  # Figure 11: every target of both distributions for each decoded model, each with a baseline
+        tom = pd.read_parquet("results/summary/tom.parquet")
+        want = sum(8 * len(set(pair)) for pair in tom_pairs)
+        if len(tom) != want or tom["baseline"].isna().any() or tom["kl"].isna().any():
+            problems.append(f"ToM summary has {len(tom)} rows, expected {want} (8 per pair and decoded model)")
     print(f"{len(stems)} figures, {n_episodes} judged episodes ({len(bad) // 14 if len(bad) else 0} invalid), "
           f"{len(per_agent)} agent scorings of 7 dimensions, Table 1 rows with r: {int(partial['r'].notna().sum())}")
     for p in problems:

@@ -37,6 +37,7 @@ SEEDS = DEMO["seeds"]
 BLOCKS = list(range(-(-12 // DEMO["tasks"]["block_size"])))  # 12 demo tasks
 CONDITIONS = DEMO["conditions"]
 DIRECTIONS = DEMO["directions"]
+TOM = DEMO["tom"]  # the ToM condition's pairs and seeds (Figure 11)
 
 
 @pytest.fixture()
@@ -176,6 +177,7 @@ def test_smoke_dag_from_scratch(workdir):
         "mlp_table": len(ROBUST["nonlinear"]["pairs"]) * len(DIRECTIONS), "nonlinear": 1,
         "surrogate_draws": len(ROBUST["surrogate"]["pairs"]) * len(DIRECTIONS), "surrogate": 1,
         "sensitivity_analysis": len(ROBUST["sensitivity"]["analyses"]), "sensitivity": 1,
+        "simulate_tom": len(TOM["pairs"]) * len(TOM["seeds"]) * len(BLOCKS), "tom_decode": len(TOM["pairs"]), "tom": 1,
     })
     r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
     assert r2_outputs == sorted(o for o in downstream_outputs()[1] if re.match(r"results/r2(_size/\d+|_persona)?/", o))

@@ -157,7 +157,7 @@ def run_simulate(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
 
     models, settings, preset = _pair_models(s, rt)
     simulate_block(read_tasks(io.one("tasks")), int(s.block), int(s.block_size), int(s.seed), models, settings,
-                   preset, io.out("episodes"), (io.out("reps1"), io.out("reps2")))
+                   preset, io.out("episodes"), (io.out("reps1"), io.out("reps2")), tom_mode=s.get("tom_mode"))
 
 
 @step("read-passive", "passive re-reading of one block's recorded prompts", "tasks episodes", "reps1 reps2")
@@ -363,6 +363,23 @@ def run_nonlinear_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool)
 
     nonlinear_report(io.many("tables"), io.one("affine"), io.out("summary"), s.naming, s.statistics,
                      io.out("tables"))
+
+
+@step("tom-decode", "Figure 11's decoding: every ToM target of one pair from every layer, per split seed",
+      "episodes genuine", "table tasks")
+def run_tom_decode(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
+    from .analysis.tom import run_tom_decode
+
+    run_tom_decode(s.pair, s.tom, io.many("episodes"), io.many("genuine"), io.out("table"), io.out("tasks"))
+
+
+@step("tom-report", "Figure 11, its per-layer curves, the ToM table and summary (with compliance)",
+      "tables tasks episodes", "summary figures=reports/figures tables=reports/tables")
+def run_tom_report(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
+    from .report.steps import tom_report
+
+    tom_report(io.many("tables"), io.many("tasks"), io.many("episodes"), s.naming, io.out("summary"),
+               io.out("figures"), io.out("tables"))
 
 
 @step("surrogate-summary", "the surrogate summary table and its figure (settings: stem)", "draws",

@@ -44,6 +44,9 @@ class WorkflowPlan:
     mlp_pairs: list[str] = field(default_factory=list)
     surrogate_pairs: list[str] = field(default_factory=list)
     surrogate_conditions: list[str] = field(default_factory=list)
+    #: the ToM condition's ordered pairs and simulation seeds (config ``tom``)
+    tom_pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    tom_seeds: list[int] = field(default_factory=list)
     #: a local judge's checkpoint (None for an HTTP judge), and the made files it needs
     judge_model: str | None = None
     judge_inputs: list[str] = field(default_factory=list)
@@ -79,6 +82,8 @@ class WorkflowPlan:
             mlp_pairs=robustness_pairs(config, "nonlinear"),
             surrogate_pairs=robustness_pairs(config, "surrogate"),
             surrogate_conditions=[c for c in analysis["surrogate"]["conditions"] if c in conditions],
+            tom_pairs={pair_key(str(a), str(b)): (str(a), str(b)) for a, b in (config.get("tom") or {}).get("pairs", [])},
+            tom_seeds=[int(s) for s in (config.get("tom") or {}).get("seeds", [0])],
         )
         plan.study.context["model_dirs"] = {m: plan.model_dir(m) for m in config["models"]}
         plan.judge_model, plan.judge_inputs = plan._local_judge()
@@ -103,7 +108,7 @@ class WorkflowPlan:
 
     def model_inputs(self, pair: str) -> list[str]:
         """The built or converted model directories a pair needs as inputs (hub models are not files)."""
-        return [f"results/models/{m}" for m in self.pairs[pair] if self.made_here(m)]
+        return [f"results/models/{m}" for m in {**self.tom_pairs, **self.pairs}[pair] if self.made_here(m)]
 
     def _local_judge(self) -> tuple[str | None, list[str]]:
         """A local judge's checkpoint and the made directories it needs.
@@ -145,6 +150,13 @@ class WorkflowPlan:
     def condition_shards(self, pair: str, kind: str, condition: str) -> list[str]:
         """A pair's shards of ``kind`` when ``condition`` reads them: passive shards only for passive."""
         return self.rep_shards(pair, kind) if kind == "genuine" or condition == "passive" else []
+
+    def tom_files(self, pair: str, kind: str) -> list[str]:
+        """A ToM pair's ``episodes`` tables or ``reps`` shards (both agents), every seed and block."""
+        if kind == "episodes":
+            return [f"results/tom/episodes/{pair}/seed{s}/block{b}.parquet" for s in self.tom_seeds for b in self.blocks]
+        return [f"results/tom/reps/{pair}/seed{s}/block{b}_agent{a}.parquet"
+                for s in self.tom_seeds for b in self.blocks for a in (1, 2)]
 
     def r2_tables(self, root: str = "r2", conditions: Sequence[str] = ("experimental",),
                   pairs: Sequence[str] | None = None) -> list[str]:

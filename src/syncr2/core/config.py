@@ -53,7 +53,7 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
     prompt preset's ``passive_seeds``; default all), for its sample capacity.
     """
     problems = (_model_problems(cfg) + _size_problems(cfg, n_tasks, passive_seeds) + _judge_problems(cfg)
-                + _robustness_problems(cfg))
+                + _robustness_problems(cfg) + _tom_problems(cfg, n_tasks))
     models = cfg["models"]
     order = (cfg.get("analysis") or {}).get("model_order")
     if order and sorted(order) != sorted(models):
@@ -66,6 +66,21 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
             problems.append(f"abilities.{ability}: no score for model(s) {', '.join(missing)}")
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def _tom_problems(cfg: Mapping[str, Any], n_tasks: int) -> list[str]:
+    """A ToM section the study cannot run: unknown models, a known-answer study, too few tasks to split."""
+    pairs = (cfg.get("tom") or {}).get("pairs") or []
+    if not pairs:
+        return []
+    problems = [f"tom.pairs: model key {m!r} is not defined under 'models' (defined: {', '.join(sorted(cfg['models']))})"
+                for pair in pairs for m in pair if m not in cfg["models"]]
+    if cfg.get("synthetic"):
+        problems.append("tom.pairs: a known-answer study (synthetic) has no language models to instruct; set tom.pairs: []")
+    if n_tasks < 3:
+        problems.append(f"tom.pairs: the ToM decoding splits tasks into test, validation and fit parts and needs "
+                        f"at least 3 tasks; the study has {n_tasks}")
+    return problems
 
 
 def _model_problems(cfg: Mapping[str, Any]) -> list[str]:

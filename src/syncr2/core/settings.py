@@ -102,6 +102,22 @@ class Surrogate:
 
 
 @dataclass(frozen=True)
+class ToM:
+    """The ToM condition and Figure 11's decoding (docs/analyses.md, "Theory of Mind decoding")."""
+
+    mode: str = "constrained"
+    split_seeds: tuple[int, ...] = (0, 1, 2)
+    test_fraction: float = 0.2
+    val_fraction: float = 0.2
+    penalties: tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
+    layer_stride: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "split_seeds", tuple(int(s) for s in self.split_seeds))
+        object.__setattr__(self, "penalties", tuple(float(c) for c in self.penalties))
+
+
+@dataclass(frozen=True)
 class Relationships:
     """Figure 5 (docs/analyses.md, "Relationship closeness"); its split is a :class:`Split` of its own size."""
 
@@ -137,13 +153,13 @@ class Placement:
 
 
 #: Rules whose jobs always need a GPU; the judge needs one with a local backend, the MLP maps off the CPU.
-GPU_RULES = ("simulate", "read_passive")
+GPU_RULES = ("simulate", "read_passive", "simulate_tom")
 
 
 #: The typed parts a step's JSON may hold, by key.
 PARTS: dict[str, type] = {
     "split": Split, "ridge": Ridge, "sync": Sync, "naming": PairNaming, "statistics": Statistics, "mlp": MLP,
-    "surrogate": Surrogate, "relationships": Relationships,
+    "surrogate": Surrogate, "relationships": Relationships, "tom": ToM,
 }
 
 
@@ -165,6 +181,7 @@ class Study:
     surrogate: Surrogate
     relationships: Relationships
     relationships_split: Split
+    tom: ToM
     #: what the workflow knows beyond the config: the prompt preset's section, each model's checkpoint,
     #: the local judge's checkpoint, the number of tasks
     context: dict[str, Any] = field(default_factory=dict)
@@ -193,15 +210,21 @@ class Study:
             relationships=Relationships(**{k: rel[k] for k in ("sources", "modes", "folds", "subsample_seeds",
                                                                  "min_samples") if k in rel}),
             relationships_split=dataclasses.replace(split, size=int(rel.get("size") or split.size)),
+            tom=ToM(**{f.name: (cfg.get("tom") or {})[f.name] for f in dataclasses.fields(ToM)
+                       if f.name in (cfg.get("tom") or {})}),
             context=dict(context),
         )
 
     def pairs(self) -> dict[str, tuple[str, str]]:
         return {pair_key(a, b): (a, b) for a, b in ordered_pairs(self.config)}
 
+    def tom_pairs(self) -> dict[str, tuple[str, str]]:
+        """The ordered pairs of the ToM condition (config ``tom.pairs``)."""
+        return {pair_key(str(a), str(b)): (str(a), str(b)) for a, b in (self.config.get("tom") or {}).get("pairs", [])}
+
     def models_of(self, pair: str) -> list[dict[str, Any]]:
         """Both agents' models as the GPU steps take them (:func:`model_entry`)."""
-        return [model_entry(self, m, self.context["model_dirs"][m]) for m in self.pairs()[pair]]
+        return [model_entry(self, m, self.context["model_dirs"][m]) for m in {**self.tom_pairs(), **self.pairs()}[pair]]
 
     def placement(self, rule: str, wildcards: Mapping[str, str] | None = None) -> Placement:
         """Where ``rule``'s jobs run (:class:`Placement`); without ``wildcards``, the GPU decision only."""
@@ -213,8 +236,9 @@ class Study:
     def run_options(self, rule: str, wildcards: Mapping[str, str]) -> dict[str, Any]:
         """A job's run options (the ``--runtime`` JSON): where and in what batches it runs."""
         cfg = self.config
-        if rule in ("simulate", "read_passive"):
-            return {"models": [model_runtime(self, m) for m in self.pairs()[wildcards["pair"]]]}
+        if rule in ("simulate", "read_passive", "simulate_tom"):
+            pairs = {**self.tom_pairs(), **self.pairs()}
+            return {"models": [model_runtime(self, m) for m in pairs[wildcards["pair"]]]}
         if rule == "judge":
             return judge_settings(cfg, self.context.get("judge_model"))[1]
         if rule in ("r2_table", "relationships", "surrogate_draws"):
@@ -255,6 +279,9 @@ RULE_SETTINGS: dict[str, Callable[[Study, Mapping[str, Any], dict], dict[str, An
                                          templates=st.context["templates"], block_size=cfg["tasks"]["block_size"],
                                          **_block(wc)),
     "read_passive": lambda st, cfg, wc: dict(models=st.models_of(wc["pair"]), templates=st.context["templates"]),
+    "simulate_tom": lambda st, cfg, wc: dict(RULE_SETTINGS["simulate"](st, cfg, wc), tom_mode=st.tom.mode),
+    "tom_decode": lambda st, cfg, wc: dict(pair=wc["pair"], tom=st.tom),
+    "tom": lambda st, cfg, wc: dict(naming=st.naming, tom=st.tom),
     "build_judge_model": lambda st, cfg, wc: dict(spec=cfg["judge"].get("hf_local", {}).get("build", {})),
     "judge": lambda st, cfg, wc: dict(judge=judge_settings(cfg, st.context.get("judge_model"))[0], pair=wc["pair"],
                                       seed=int(wc["seed"])),

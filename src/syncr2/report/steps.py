@@ -87,3 +87,27 @@ def surrogate_report(draws: Sequence[PathLike], out: PathLike, figures_dir: Path
     log.info("wrote %s (%d rows)", out, len(summary))
     surrogate_figure(pd.concat([read_surrogate_draws(p) for p in draws], ignore_index=True), figures_dir, stem,
                      combine=True)
+
+
+def tom_report(tables: Sequence[PathLike], tasks: Sequence[PathLike], episodes: Sequence[PathLike],
+               naming: PairNaming, out: PathLike, figures_dir: PathLike, tables_dir: PathLike) -> None:
+    """The ToM summary (with each model's compliance), Figure 11, its layer curves, and its tables."""
+    from ..analysis.tom import compliance, summarize, write_summary
+    from .html_tables import write_html_table
+    from .tom_figures import TABLE_STEM, tom_bars, tom_layer_curves, tom_table
+
+    curves = pd.concat([pd.read_parquet(p) for p in tables], ignore_index=True)
+    per_task = pd.concat([pd.read_parquet(p) for p in tasks], ignore_index=True)
+    if curves.empty:
+        raise ValueError(f"{tables[0]}: no ToM decoding rows (too few compliant turns or tasks; see its log)")
+    rates = compliance(episodes)
+    summary = pd.read_parquet(write_summary(summarize(curves, per_task), rates, out))
+    log.info("wrote %s (%d rows); compliance: %s", out, len(summary),
+             ", ".join(f"{m} {r:.3f}" for m, r in zip(rates["model"], rates["rate"])))
+    paths = [*tom_bars(summary, figures_dir, naming.abbreviations),
+             *tom_layer_curves(curves, figures_dir, naming.abbreviations),
+             *tom_table(summary, tables_dir, naming.abbreviations)]
+    paths.append(write_html_table([("Figure 11: decoding emotion and action distributions", summary),
+                                   ("Format compliance per model", rates)], f"{tables_dir}/{TABLE_STEM}.html",
+                                  "Theory of Mind decoding"))
+    log.info("wrote %s", ", ".join(map(str, paths)))

@@ -42,7 +42,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from functools import cached_property
@@ -743,6 +743,7 @@ class ChatLM:
     def generate(
         self, prompts: list[str], seed: int | Sequence[int], stop_at_newline: bool | None = None,
         keys: Sequence[Hashable | None] | None = None,
+        processors: Callable[[list[int], int], list[Any]] | None = None,
     ) -> GenerationResult:
         """Sample one reply per rendered prompt and record the prefill's block outputs.
 
@@ -761,7 +762,8 @@ class ChatLM:
         cache of the key's previous prompt for their common token prefix, and
         its own prompt's cache is kept for the next call
         (:mod:`syncr2.simulation.prefix_cache`); :meth:`forget_prefixes` drops
-        an ended episode's.
+        an ended episode's. ``processors(rows, prompt_len)``: logits processors for one batch (its
+        rows, in input order, and its padded prompt width), run before the sampler (the ToM format).
         """
         from transformers import LogitsProcessorList
 
@@ -782,12 +784,12 @@ class ChatLM:
         for rows in self.plan_batches([len(r) for r in ids], settings["max_new_tokens"]):
             batch = [ids[i] for i in rows]
             batch_keys = None if keys is None else [keys[i] for i in rows]
-            processors = []
-            if settings["do_sample"]:
-                processors.append(RowGumbelSampler(
-                    [seeds[i] for i in rows], settings["temperature"], settings["top_k"], settings["top_p"]))
             input_ids, mask, _ = self._left_pad(batch)
             prompt_len = input_ids.shape[1]
+            batch_processors = [] if processors is None else list(processors(list(rows), prompt_len))
+            if settings["do_sample"]:
+                batch_processors.append(RowGumbelSampler(
+                    [seeds[i] for i in rows], settings["temperature"], settings["top_k"], settings["top_p"]))
             layout, past = self._past(batch_keys, batch)
             log.debug("generate: %d rows of %d, width %d, %d computed", len(rows), n, prompt_len, layout.computed)
             tracker = _FinishTracker(prompt_len, len(batch), eos, newline, self.device)
@@ -798,7 +800,7 @@ class ChatLM:
                     input_ids=input_ids,
                     attention_mask=mask,
                     generation_config=gen_cfg if past is None else without_cache_implementation(gen_cfg),
-                    logits_processor=LogitsProcessorList(processors),
+                    logits_processor=LogitsProcessorList(batch_processors),
                     stopping_criteria=_make_stopping_criterion(tracker),
                     past_key_values=past,
                 )

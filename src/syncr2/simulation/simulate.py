@@ -38,6 +38,7 @@ from ..core.atomic import atomic_path
 from ..core.shards import ShardMeta, write_shard
 from .lm import DEFAULT_DATE_STRING, ChatLM, LMConfig, fixed_date, row_seed
 from .presets import PromptPreset
+from .tom import TOM_COLUMNS, ToMCapture, ToMFormat, tom_intro, tom_turn
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,7 @@ def run_block(
     settings: GenerationSettings,
     preset: PromptPreset,
     progress: bool = True,
+    tom_mode: str | None = None,
 ) -> tuple[pd.DataFrame, dict[int, tuple[pd.DataFrame, np.ndarray]]]:
     """Simulate every task of ``tasks`` (one block) with agent 1 = models[0], agent 2 = models[1].
 
@@ -148,7 +150,9 @@ def run_block(
     reply is sampled with :func:`episode_seed`, so the result for a task does
     not depend on the other tasks of ``tasks`` or on the models' batch size.
     Each agent's prompt reuses the key/value cache of its previous prompt in
-    the same episode (``prefix_reuse``, key (task id, agent)).
+    the same episode (``prefix_reuse``, key (task id, agent)). ``tom_mode`` (constrained or free)
+    runs the ToM condition (:mod:`~syncr2.simulation.tom`): the instruction after each intro, both
+    distributions per turn in the table's ToM columns, the response alone in the dialogue.
     """
     n = len(tasks)
     for key, lm in models:
@@ -163,6 +167,10 @@ def run_block(
     task_ids = [int(t) for t in tasks["task_id"]]
     names = {1: tasks["agent1_name"].tolist(), 2: tasks["agent2_name"].tolist()}
     intros = {1: tasks["intro1"].tolist(), 2: tasks["intro2"].tolist()}
+    formats: dict[str, ToMFormat] = {}
+    if tom_mode is not None:
+        intros = {a: [tom_intro(x) for x in xs] for a, xs in intros.items()}
+        formats = {k: ToMFormat.for_model(lm.tokenizer, lm.render("Hello"), k) for k, lm in models}
     history: list[list[tuple[str, str]]] = [[] for _ in range(n)]
     running = np.ones(n, dtype=bool)
     rows: list[dict[str, Any]] = []
@@ -175,13 +183,18 @@ def run_block(
         speaker = 1 if turn % 2 == 0 else 2
         key, lm = models[speaker - 1]
         prompts = [preset.prompt(intros[speaker][i], history[i], names[speaker][i], turn) for i in active]
+        capture = ToMCapture(formats[key], tom_mode) if tom_mode is not None else None
         result = lm.generate(
             [lm.render(p) for p in prompts],
             seed=[episode_seed(seed, task_ids[i], pair_keys, turn) for i in active],
             keys=[(task_ids[i], speaker) for i in active],
+            processors=capture,
         )
+        dists = capture.distributions(len(active)) if capture is not None else None
         for j, i in enumerate(active):
-            utterance = preset.clean(result.texts[j])
+            utterance, tom = preset.clean(result.texts[j]), {}
+            if dists is not None:
+                utterance, tom = tom_turn(utterance, dists[0][j], dists[1][j])
             history[i].append((names[speaker][i], utterance))
             end = None
             if preset.ends_episode(turn, names[speaker][i], utterance):
@@ -198,6 +211,7 @@ def run_block(
                 "speaker_name": names[speaker][i], "model_key": key, "prompt": prompts[j],
                 "raw_output": result.texts[j], "utterance": utterance, "end_reason": end,
                 "n_prompt_tokens": int(result.n_prompt_tokens[j]), "n_new_tokens": int(result.n_new_tokens[j]),
+                **tom,
             })
             index[speaker].append((task_id, seed, turn, speaker))
         reps[speaker].append(result.reps)
@@ -205,7 +219,7 @@ def run_block(
                  turn, int(running.sum()), speaker, key, lm.prefixes.computed_tokens, lm.prefixes.reused_tokens)
     for _, agent_lm in models:
         agent_lm.prefixes.clear()
-    episodes = pd.DataFrame(rows, columns=list(EPISODE_COLUMNS))
+    episodes = pd.DataFrame(rows, columns=[*EPISODE_COLUMNS, *(TOM_COLUMNS if tom_mode else ())])
     out: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
     for agent in (1, 2):
         idx = pd.DataFrame(index[agent], columns=["task_id", "seed", "turn", "speaker"])
@@ -291,11 +305,16 @@ def simulate_block(
     preset: PromptPreset,
     episodes_out: str | os.PathLike[str],
     reps_out: tuple[str | os.PathLike[str], str | os.PathLike[str]],
+    tom_mode: str | None = None,
 ) -> None:
-    """Run one block and write its dialogue table and both agents' genuine shards."""
+    """Run one block and write its dialogue table and both agents' genuine shards (``tom_mode``: the
+    ToM condition's, whose table adds the ToM columns and whose turns count their compliance)."""
     rows = block_rows(tasks, block, block_size)
-    log.info("block %d: tasks %s, seed %d", block, rows["task_id"].tolist(), seed)
-    episodes, reps = run_block(rows, models, seed, block, settings, preset)
+    log.info("block %d: tasks %s, seed %d%s", block, rows["task_id"].tolist(), seed,
+             f", ToM condition ({tom_mode})" if tom_mode else "")
+    episodes, reps = run_block(rows, models, seed, block, settings, preset, tom_mode=tom_mode)
+    if tom_mode is not None:
+        log.info("ToM turns following the format: %d of %d", int(episodes["compliant"].sum()), len(episodes))
     generation = {agent: generation_provenance(models[agent - 1][1]) for agent in (1, 2)}
     for agent in (1, 2):
         key, lm = models[agent - 1]

@@ -344,15 +344,27 @@ def _record_build(out: Path, tokenizer: Any, corpus: list[str] | None, spec: dic
 
 _SPEC_KEYS = {
     "arch", "n_layers", "hidden_size", "n_heads", "n_kv_heads", "intermediate_size", "seed",
-    "corpus", "vocab_size", "max_position_embeddings", "initializer_range", "sliding_window",
+    "corpus", "vocab_size", "max_position_embeddings", "initializer_range", "sliding_window", "tom_vocabulary",
 }
 
 
+def tom_corpus() -> list[str]:
+    """Lines that make each ToM emotion and act word one token (a reply opens with the emotion,
+    the act follows a space), so a tiny model can run the ToM condition (docs/protocol.md)."""
+    from .tom import ACTS, EMOTIONS
+
+    return [f"{e}. {a}. I see." for e in EMOTIONS for a in ACTS] * 5
+
+
 def build_from_spec(spec: dict[str, Any], out_dir: str | Path) -> Path:
-    """:func:`build_tiny_model` from a config dict such as ``models.<key>.build`` of the default config."""
+    """:func:`build_tiny_model` from a config dict such as ``models.<key>.build`` of the default config;
+    ``tom_vocabulary: true`` adds :func:`tom_corpus` to the tokenizer's training text."""
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
         raise ValueError(f"unknown tiny-model build keys {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}")
+    spec = dict(spec)
+    if spec.pop("tom_vocabulary", False):
+        spec["corpus"] = list(spec.get("corpus") or []) + tom_corpus()
     return build_tiny_model(out_dir, **spec)
 
 
