@@ -147,3 +147,81 @@ def test_targets_pair_the_right_turns():
         got = [(int(r.turn), int({10: 0, 20: 1, 11: 2, 21: 3, 12: 4}[r.row]), int(r.q[0])) for r in rows.itertuples()]
         assert got == want, name
         assert all(m == ("a" if rt % 2 == 0 else "b") for m, (_, rt, _) in zip(rows["model"], want))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_records_the_cpus_distributions(tmp_path):
+    path = str(build_from_spec({**TINY, "tom_vocabulary": True}, tmp_path / "tom"))
+    out = {}
+    for device in ("cpu", "cuda"):
+        (key, lm), _ = load_pair([("t", path, {"device": device, "batch_size": 2})] * 2, SETTINGS, PROTOCOL)
+        fmt = ToMFormat.for_model(lm.tokenizer, lm.render("Hello"), "t")
+        capture = ToMCapture(fmt, "constrained")
+        result = lm.generate([lm.render(tom_intro(f"Agent {i}.")) for i in range(3)], seed=[4, 5, 6],
+                             processors=capture)
+        out[device] = (*capture.distributions(3), [split_reply(t)[:2] for t in result.texts])
+    assert np.allclose(out["cpu"][0], out["cuda"][0], atol=1e-4) and np.allclose(out["cpu"][1], out["cuda"][1], atol=1e-4)
+    assert all(e is not None for e, _ in out["cuda"][2])
+
+
+def _curves_and_tasks():
+    rng = np.random.default_rng(0)
+    curves, tasks = [], []
+    for seed in range(3):
+        for layer in range(2):
+            curves.append({"pair": "a__a", "model": "a", "target": "self_current", "distribution": "emotion",
+                           "split_seed": seed, "layer": layer, "C": 1.0, "val_kl": 0.1 + layer,
+                           "test_kl": 0.2 + seed / 10 + layer, "baseline_kl": 0.5 + seed / 20, "chosen": layer == 0,
+                           "n_train": 40, "n_test": 10})
+        for task in range(4):
+            tasks.append({"pair": "a__a", "model": "a", "target": "self_current", "distribution": "emotion",
+                          "split_seed": seed, "task_id": task, "n": 3, "model_kl": rng.uniform(0.1, 0.3),
+                          "baseline_kl": rng.uniform(0.3, 0.6)})
+    return pd.DataFrame(curves), pd.DataFrame(tasks)
+
+
+def test_summary_against_scipy():
+    from scipy import stats
+
+    from syncr2.analysis.tom import summarize
+
+    curves, tasks = _curves_and_tasks()
+    row = summarize(curves, tasks).iloc[0]
+    chosen = curves[curves.chosen]
+    assert row["kl"] == pytest.approx(chosen.test_kl.mean())
+    assert row["kl_se"] == pytest.approx(stats.sem(chosen.test_kl))
+    assert row["baseline_se"] == pytest.approx(stats.sem(chosen.baseline_kl))
+    assert row["improvement"] == pytest.approx((chosen.baseline_kl - chosen.test_kl).mean())
+    assert row["p_wilcoxon"] == pytest.approx(stats.wilcoxon(tasks.baseline_kl - tasks.model_kl).pvalue)
+    assert row["layers"] == "0,0,0" and row["n_pairs"] == 12
+
+
+def test_report_with_nothing_decoded_keeps_the_compliance(tmp_path):
+    """Free mode with a model that never follows the format: the summary and table still say so."""
+    from syncr2.core.settings import PairNaming
+    from syncr2.report.steps import tom_report
+
+    curves, tasks = _curves_and_tasks()
+    curves.iloc[0:0].to_parquet(tmp_path / "c.parquet")
+    tasks.iloc[0:0].to_parquet(tmp_path / "t.parquet")
+    pd.DataFrame({"model_key": ["a"] * 4, "compliant": [False] * 4}).to_parquet(tmp_path / "e.parquet")
+    (tmp_path / "fig").mkdir(), (tmp_path / "tab").mkdir()
+    tom_report([tmp_path / "c.parquet"], [tmp_path / "t.parquet"], [tmp_path / "e.parquet"],
+               PairNaming({"a": "A"}, ["a"], {"a": "A"}, "A"), tmp_path / "s.parquet", tmp_path / "fig", tmp_path / "tab")
+    summary = pd.read_parquet(tmp_path / "s.parquet")
+    assert len(summary) == 1 and summary["compliance"].iloc[0] == 0 and summary["tom_turns"].iloc[0] == 4
+    assert "n/a (nothing decoded)" in (tmp_path / "tab" / "table_tom.md").read_text()
+    assert (tmp_path / "fig" / "fig11_tom.png").stat().st_size > 0
+
+
+def test_the_format_is_read_before_the_cleaner_sees_the_reply():
+    """"Trust. Expressive. Declare:" once lost both words to the cleaner's speaker-label rule."""
+    from syncr2.simulation.tom import tom_turn
+
+    flat8, flat5 = np.full(8, 0.125), np.full(5, 0.2)
+    utterance, cols = tom_turn("Trust. Expressive. Declare:\n", flat8, flat5, PROTOCOL.clean)
+    assert cols["compliant"] and (cols["emotion"], cols["act"]) == ("Trust", "Expressive")
+    utterance, cols = tom_turn("Joy. Assertive. Mira Holt: hello there\nsecond line", flat8, flat5, PROTOCOL.clean)
+    assert utterance == "hello there" and cols["compliant"]
+    utterance, cols = tom_turn("Sure: here it is", flat8, np.full(5, np.nan), PROTOCOL.clean)
+    assert utterance == PROTOCOL.clean("Sure: here it is") and not cols["compliant"] and cols["emotion"] is None

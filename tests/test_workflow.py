@@ -96,7 +96,25 @@ def genuine_outputs() -> list[str]:
             for block in BLOCKS:
                 files.append(f"results/episodes/{pair}/seed{seed}/block{block}.parquet")
                 files += [f"results/reps/{pair}/seed{seed}/genuine/block{block}_agent{a}.parquet" for a in (1, 2)]
+    for pair in tom_pairs():
+        for seed in TOM["seeds"]:
+            for block in BLOCKS:
+                files.append(f"results/tom/episodes/{pair}/seed{seed}/block{block}.parquet")
+                files += [f"results/tom/reps/{pair}/seed{seed}/block{block}_agent{a}.parquet" for a in (1, 2)]
     return files
+
+
+def tom_pairs() -> list[str]:
+    return [f"{a}__{b}" for a, b in TOM["pairs"]]
+
+
+def tom_outputs() -> tuple[list[str], list[str]]:
+    """(decoding tables, Figure 11's summary, figures and tables) of the ToM condition."""
+    tables = [f"results/tom/decoding/{p}{s}.parquet" for p in tom_pairs() for s in ("", "_tasks")]
+    finals = ["results/summary/tom.parquet", "reports/tables/table_tom.csv", "reports/tables/table_tom.md",
+              "reports/tables/table_tom.html"]
+    finals += [f"reports/figures/{f}.{e}" for f in ("fig11_tom", "fig11_tom_layers") for e in ("png", "pdf")]
+    return tables, finals
 
 
 def social_outputs() -> list[str]:
@@ -116,8 +134,9 @@ def downstream_outputs() -> list[list[str]]:
     analysis = [f"results/summary/{n}.parquet" for n in ("pair_scores", "correlation", "partial_correlation")]
     checks = [f"results/checks/sample_sizes_{c}.parquet" for c in CONDITIONS + ["relationships"]]
     tables, parts, finals = robustness_outputs()
-    return [passive + evals + checks,
-            r2 + relationships + tables + ["results/summary/performance.parquet"],
+    tom_tables, tom_finals = tom_outputs()
+    return [passive + evals + checks + tom_tables,
+            r2 + relationships + tables + ["results/summary/performance.parquet"] + tom_finals,
             per_condition + ["results/summary/relationships.parquet"],
             ["results/summary/synchrony.parquet"] + parts, figure_outputs() + analysis + finals, social_outputs()]
 
@@ -273,18 +292,22 @@ def test_gpu_rules_request_a_gpu_on_the_gpu_partition(workdir):
             continue
         resources = res.group(1)
         seen.add(rule)
-        if rule in ("simulate", "read_passive", "judge"):  # the demo judge is local: a GPU job
+        if rule in ("simulate", "read_passive", "simulate_tom", "judge"):  # the demo judge is local: a GPU job
             assert "gpu=1" in resources and "slurm_partition=gpu" in resources, (rule, resources)
             size = PROFILE_SIZES[rule]  # workflow/profiles/default
             assert f"mem_mb={size['mem_mb']}" in resources and f"runtime={size['runtime']}" in resources
         else:
             assert not re.search(r"\bgpu=", resources) and "slurm_partition=cpu" in resources, (rule, resources)
-    assert {"simulate", "read_passive", "judge", "r2_table", "figures", "correlate"} <= seen
+    assert {"simulate", "read_passive", "simulate_tom", "judge", "r2_table", "figures", "correlate", "tom"} <= seen
 
 
 def test_bad_config_fails_before_any_job(workdir):
     out = dry_run_fails(workdir, "--config", "pairs=[[tiny-llama, tiny-gpt]]", *SMOKE_ARGS)
     assert "model key 'tiny-gpt' is not defined" in out
+    out = dry_run_fails(workdir, "--config", 'tom={"pairs": [["tiny-llama", "tiny-gpt"]]}', *SMOKE_ARGS)
+    assert "tom.pairs: model key 'tiny-gpt' is not defined" in out
+    out = dry_run_fails(workdir, "--config", 'tom={"mode": "guided"}', *SMOKE_ARGS)
+    assert "guided" in out and "constrained" in out
     out = dry_run_fails(workdir, "--config", 'conditions=["lag9"]', *SMOKE_ARGS)
     assert "lag9" in out and "max_turns" in out
     cfg = yaml.safe_load(SMOKE_FILE.read_text())
@@ -318,7 +341,11 @@ def test_paper_config_lists_the_full_job_set(workdir):
         "performance": 1, "synchrony_condition": 4, "synchrony": 1, "correlate": 1, "figures": 1,
         "social_figures": 1, "all": 1, "sensitivity_analysis": 4, "sensitivity": 1, "mlp_table": 3 * 2,
         "nonlinear": 1, "surrogate_draws": 36 * 2, "surrogate": 1,
+        # Figure 11: M3 and L3, each with itself, seeds 0-2, the same blocks
+        "simulate_tom": 2 * 3 * 9, "tom_decode": 2, "tom": 1,
     })
+    tom = next(block for rule, block in jobs if rule == "simulate_tom")
+    assert "gpu=1" in tom and "slurm_partition=gpu" in tom
     judge = next(block for rule, block in jobs if rule == "judge")
     assert "slurm_partition=cpu" in judge and "gpu=1" not in judge  # an HTTP judge waits on a server: a CPU job
     mlp = next(block for rule, block in jobs if rule == "mlp_table")

@@ -48,7 +48,9 @@ rule tom:
     input:
         tables=expand("results/tom/decoding/{pair}.parquet", pair=PLAN.tom_pairs),
         tasks=expand("results/tom/decoding/{pair}_tasks.parquet", pair=PLAN.tom_pairs),
-        episodes=[f for pair in PLAN.tom_pairs for f in PLAN.tom_files(pair, "episodes")],
+        episodes=[
+            f for pair in PLAN.tom_pairs for f in PLAN.tom_files(pair, "episodes")
+        ],
     output:
         summary="results/summary/tom.parquet",
         figures=figure_files(["fig11_tom", "fig11_tom_layers"], "tom", "Theory of Mind"),

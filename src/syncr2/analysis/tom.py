@@ -148,7 +148,7 @@ def summarize(curves: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     baseline KL over the (split seed, test task) means."""
     rows = []
     keys = ["pair", "model", "distribution", "target"]
-    chosen = curves[curves["chosen"]]
+    chosen = curves[curves["chosen"].astype(bool)]
     for key, grp in chosen.groupby(keys, sort=True):
         sel = tasks
         for k, v in zip(keys, key):
@@ -174,7 +174,10 @@ def compliance(episode_paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
 
 
 def write_summary(summary: pd.DataFrame, rates: pd.DataFrame, out: str | os.PathLike[str]) -> Path:
-    """The ToM summary with each model's compliance rate beside its rows."""
-    table = summary.merge(rates.rename(columns={"turns": "tom_turns", "compliant": "compliant_turns",
-                                                "rate": "compliance"}), on="model", how="left")
+    """The ToM summary with each model's compliance rate beside its rows; a model with too few
+    compliant turns to decode keeps one row (its compliance, no KL), so free mode reports it."""
+    rates = rates.rename(columns={"turns": "tom_turns", "compliant": "compliant_turns", "rate": "compliance"})
+    table = summary.merge(rates, on="model", how="outer")
+    numeric = ["kl", "kl_se", "baseline", "baseline_se", "improvement", "p_wilcoxon"]
+    table[numeric] = table[numeric].astype(float)
     return write_parquet(table, out)

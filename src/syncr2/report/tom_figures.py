@@ -61,10 +61,14 @@ def tom_bars(summary: pd.DataFrame, out_dir: str | os.PathLike[str],
                    label=f"{_label(model, abbreviations)}")
             ax.bar(x + width, rows["baseline"], width, yerr=rows["baseline_se"], capsize=3, color="0.75",
                    hatch="//", edgecolor="0.4", label=f"{_label(model, abbreviations)} baseline")
+        if part.empty:
+            ax.text(0.5, 0.5, "no model followed the format\nin enough turns to decode", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9)
         ax.set_xticks(np.arange(len(targets)), [TARGET_LABELS[t] for t in targets], fontsize=8)
         ax.set_ylabel("test-set KL (nats; lower is better)")
         ax.set_title(DIST_LABELS[dist], fontsize=10)
-        ax.legend(fontsize=7)
+        if not part.empty:
+            ax.legend(fontsize=7)
     fig.suptitle("Figure 11: decoding emotion and action distributions (error: SE over split seeds)", fontsize=10)
     return _save(fig, Path(out_dir), FIGURE_STEMS[0])
 
@@ -72,7 +76,7 @@ def tom_bars(summary: pd.DataFrame, out_dir: str | os.PathLike[str],
 def tom_layer_curves(curves: pd.DataFrame, out_dir: str | os.PathLike[str],
                      abbreviations: Mapping[str, str] | None = None) -> list[Path]:
     """Test KL against layer per target (mean over split seeds), one row of panels per decoded model."""
-    models = sorted(curves["model"].unique())
+    models = sorted(curves["model"].unique()) if not curves.empty else []
     fig, axes = plt.subplots(max(len(models), 1), len(DISTRIBUTIONS), figsize=(5.2 * len(DISTRIBUTIONS),
                              3.0 * max(len(models), 1)), squeeze=False, layout="constrained", sharex="row")
     for r, model in enumerate(models):
@@ -89,19 +93,25 @@ def tom_layer_curves(curves: pd.DataFrame, out_dir: str | os.PathLike[str],
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("test KL (dotted: baseline)")
             ax.legend(fontsize=6)
+    if not models:
+        axes[0, 0].text(0.5, 0.5, "nothing decoded", ha="center", va="center", transform=axes[0, 0].transAxes)
     return _save(fig, Path(out_dir), FIGURE_STEMS[1])
+
+
+def _pm(value: float, se: float) -> str:
+    return "n/a (nothing decoded)" if pd.isna(value) else f"{float(value):.4f} ± {float(se):.4f}"
 
 
 def tom_table(summary: pd.DataFrame, out_dir: str | os.PathLike[str],
               abbreviations: Mapping[str, str] | None = None) -> list[Path]:
     """The ToM table (CSV: every column; Markdown: value ± SE, improvement, p, layers, compliance)."""
     shown = pd.DataFrame({
-        "pair": summary["pair"], "model": [_label(m, abbreviations) for m in summary["model"]],
-        "distribution": summary["distribution"], "target": summary["target"],
-        "KL": [f"{v:.4f} ± {s:.4f}" for v, s in zip(summary["kl"], summary["kl_se"])],
-        "baseline": [f"{v:.4f} ± {s:.4f}" for v, s in zip(summary["baseline"], summary["baseline_se"])],
+        "pair": summary["pair"].fillna("(no decoding)"), "model": [_label(m, abbreviations) for m in summary["model"]],
+        "distribution": summary["distribution"].fillna(""), "target": summary["target"].fillna(""),
+        "KL": [_pm(v, s) for v, s in zip(summary["kl"], summary["kl_se"])],
+        "baseline": [_pm(v, s) for v, s in zip(summary["baseline"], summary["baseline_se"])],
         "improvement": summary["improvement"], "p (Wilcoxon)": summary["p_wilcoxon"],
-        "layers": summary["layers"], "n test": summary["n_test"], "compliance": summary["compliance"],
+        "layers": summary["layers"].fillna(""), "n test": summary["n_test"], "compliance": summary["compliance"],
     })
     text = ["# Figure 11's numbers: decoding emotion and action distributions\n",
             ("Test-set KL(target || prediction) at the layer chosen on validation tasks, and the baseline "

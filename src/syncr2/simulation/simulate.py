@@ -194,7 +194,7 @@ def run_block(
         for j, i in enumerate(active):
             utterance, tom = preset.clean(result.texts[j]), {}
             if dists is not None:
-                utterance, tom = tom_turn(utterance, dists[0][j], dists[1][j])
+                utterance, tom = tom_turn(result.texts[j], dists[0][j], dists[1][j], preset.clean)
             history[i].append((names[speaker][i], utterance))
             end = None
             if preset.ends_episode(turn, names[speaker][i], utterance):

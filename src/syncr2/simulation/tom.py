@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,11 +162,14 @@ class ToMProcessor:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         step = input_ids.shape[1] - self.prompt_len
+        if all(row.phase == 4 for row in self.rows):
+            return scores
+        last = input_ids[:, -1].tolist() if step > 0 else []  # one device-to-host copy per step, not per row
         for r, row in enumerate(self.rows):
             if row.phase == 4:
                 continue
             if step > 0:
-                self._advance(row, int(input_ids[r, -1]))
+                self._advance(row, last[r])
             if row.phase in (0, 2):
                 cands = self.fmt.emotions.first if row.phase == 0 else self.fmt.acts.first
                 (self.emotion_dist if row.phase == 0 else self.act_dist)[r] = self._softmax(scores[r], cands)
@@ -225,14 +228,18 @@ class ToMCapture:
         return emotion, act
 
 
-def tom_turn(cleaned: str, emotion_dist: np.ndarray, act_dist: np.ndarray) -> tuple[str, dict[str, Any]]:
-    """The partner-visible utterance of a cleaned reply, and its ToM columns.
+def tom_turn(raw: str, emotion_dist: np.ndarray, act_dist: np.ndarray,
+             clean: Callable[[str], str]) -> tuple[str, dict[str, Any]]:
+    """The partner-visible utterance of a raw reply, and its ToM columns.
 
-    A turn is compliant when its text opens with a listed emotion and act and
-    both distributions were read; a non-compliant turn keeps its whole text
-    as the utterance and has no targets.
+    The format is read off the raw reply first, then the response alone goes
+    through the preset's ``clean`` (so a cleaner never mistakes the two words
+    for a speaker label). A turn is compliant when the reply opens with a
+    listed emotion and act and both distributions were read; a non-compliant
+    turn keeps its whole cleaned text as the utterance and has no targets.
     """
-    emotion, act, response = split_reply(cleaned)
+    emotion, act, response = split_reply(raw)
     compliant = emotion is not None and bool(np.isfinite(emotion_dist).all() and np.isfinite(act_dist).all())
-    return response, {"emotion": emotion, "act": act, "emotion_dist": emotion_dist.tolist(),
-                      "act_dist": act_dist.tolist(), "compliant": compliant}
+    return clean(response if emotion is not None else raw), {
+        "emotion": emotion, "act": act, "emotion_dist": emotion_dist.tolist(), "act_dist": act_dist.tolist(),
+        "compliant": compliant}
