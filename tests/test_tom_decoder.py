@@ -100,3 +100,16 @@ def test_bad_targets_are_named():
         fit_softmax(X, np.array([[0.5, 0.5], [0.5, 0.6], [1, 0]]))
     with pytest.raises(ValueError, match="C must be > 0"):
         fit_softmax(X, np.array([[0.5, 0.5]] * 3), C=0)
+
+
+def test_row_space_fit_is_the_same_optimum():
+    """More columns than rows: the fit in the inputs' row space predicts what the full fit predicts."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(40, 300)) * rng.uniform(0.5, 2, size=300)
+    q = rng.dirichlet(np.ones(6), size=40)
+    for C in (0.01, 1.0):
+        full = fit_softmax(X, q, C, row_space=False)
+        reduced = fit_softmax(X, q, C)
+        X_new = rng.normal(size=(10, 300))
+        assert np.abs(full.predict(X) - reduced.predict(X)).max() < 1e-6
+        assert np.abs(full.predict(X_new) - reduced.predict(X_new)).max() < 1e-6

@@ -71,12 +71,13 @@ class SoftmaxDecoder:
 
 
 def fit_softmax(X: np.ndarray, q: np.ndarray, C: float = 1.0, standardize: bool = True,
-                max_iter: int = 2000, tol: float = 1e-10) -> SoftmaxDecoder:
+                max_iter: int = 2000, tol: float = 1e-10, row_space: bool = True) -> SoftmaxDecoder:
     """The minimiser of the module's objective for rows ``X`` (n, D) and targets ``q`` (n, K).
 
     ``C`` > 0 is scikit-learn's inverse penalty. ``standardize`` scales every
     input column by the training rows' mean and SD (a constant column is left
-    at 0) before the fit; the returned weights act on raw inputs.
+    at 0) before the fit; the returned weights act on raw inputs. ``row_space``: with more than
+    twice as many columns as rows, fit in the row space of the inputs (the same optimum, fewer unknowns).
     """
     X = np.asarray(X, dtype=np.float64)
     q = check_distributions(q)
@@ -94,10 +95,12 @@ def fit_softmax(X: np.ndarray, q: np.ndarray, C: float = 1.0, standardize: bool 
     Z = (X - mean) / sd
     # The penalised optimum's weights lie in the row space of Z (a component outside it changes no
     # logit and only adds penalty), so with more columns than rows the fit runs exactly in that space.
+    # (Worth it from about twice as many columns as rows: bench/bench_tom_decoder.py.)
     basis = None
-    if d > n:
-        _, s, vt = np.linalg.svd(Z, full_matrices=False)
-        basis = vt[s > s.max() * max(n, d) * np.finfo(float).eps].T  # (d, r), orthonormal columns
+    if row_space and d > 2 * n:
+        evals, evecs = np.linalg.eigh(Z @ Z.T)  # Z Z^T = U S^2 U^T, so Z^T U / S spans the row space
+        keep = evals > evals.max() * max(n, d) * np.finfo(float).eps
+        basis = (Z.T @ evecs[:, keep]) / np.sqrt(evals[keep])  # (d, r), orthonormal columns
         Z, d = Z @ basis, basis.shape[1]
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
