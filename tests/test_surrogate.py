@@ -192,6 +192,14 @@ def test_modes_move_targets_within_part_and_stratum(planted):
                         assert (src.task_id[moved] != tgt.task_id[moved]).all()
                     if mode == "pseudo_seed":
                         assert (src.task_id == tgt.task_id).all() and (src.seed[moved] != tgt.seed[moved]).all()
+                    if mode == "turn_rotation":  # one shift per episode, cyclic in source-turn order
+                        for _, ep in src.assign(k=np.arange(len(src))).groupby(["task_id", "seed"]):
+                            ordered = ep.sort_values("src_turn").k.to_numpy()
+                            m = len(ordered)
+                            if m >= 2:
+                                shift = int(np.flatnonzero(ordered == p[ordered[0]])[0])
+                                assert 1 <= shift < m
+                                assert (p[ordered] == ordered[(np.arange(m) + shift) % m]).all()
                 n_fixed += int((size == 1).sum())
             assert sp.n_fixed[mode] == n_fixed
             seen_fixed[mode] = seen_fixed.get(mode, 0) + n_fixed
@@ -223,7 +231,7 @@ def test_part_permutations_count_unmoved_rows():
 def test_planted_signal_is_significant_for_every_mode(planted):
     ds = build_dataset(planted, "experimental", "AtoB")
     draws = surrogate_draws(ds, size=400, split_seeds=[0, 1], modes=list(MODES), n_perm=39, seed=0)
-    assert list(draws.columns) == list(DRAWS_COLUMNS) and len(draws) == 3 * 39
+    assert list(draws.columns) == list(DRAWS_COLUMNS) and len(draws) == len(MODES) * 39
     summary = summarize_surrogate(draws)
     for mode in MODES:
         for score in ("clipped", "unclipped"):
@@ -252,7 +260,7 @@ def test_no_signal_is_not_significant(no_signal):
     draws = surrogate_draws(ds, size=400, split_seeds=[0, 1], modes=list(MODES), n_perm=39, seed=0)
     summary = summarize_surrogate(draws)
     unclipped = summary[summary.score == "unclipped"]
-    assert len(unclipped) == 3
+    assert len(unclipped) == len(MODES)
     # One null dataset gives p <= 0.05 in some mode now and then (the modes share one real value):
     # how often is a calibration question, asked of many datasets, not of one. What one dataset
     # must show: the real score sits inside its null (|z| < 3, a 0.3 % event per mode) and is no fit.
@@ -340,3 +348,26 @@ def test_run_surrogate_writes_draws_and_figure(planted, tmp_path):
 
     paths = surrogate_figure(back, tmp_path / "fig")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_rotate_within_against_a_loop():
+    from syncr2.analysis.surrogate import rotate_within
+
+    codes = np.array([0, 1, 0, 0, 1, 2, 0])
+    order = np.array([3, 1, 0, 2, 0, 9, 1])
+    perms = rotate_within(codes, order, 50, np.random.default_rng(0))
+    for p in perms:
+        for c in np.unique(codes):
+            rows = np.flatnonzero(codes == c)
+            rows = rows[np.argsort(order[rows])]
+            m = len(rows)
+            if m == 1:
+                assert p[rows[0]] == rows[0]
+                continue
+            got = {int(p[r]) for r in rows}
+            assert got == set(rows.tolist())
+            shifts = {(list(rows).index(p[r]) - k) % m for k, r in enumerate(rows)}
+            assert len(shifts) == 1 and shifts.pop() != 0  # one rotation, never the identity
+    # all m - 1 shifts of the 4-row episode occur
+    ep = np.flatnonzero(codes == 0)[np.argsort(order[codes == 0])]
+    assert {(list(ep).index(p[ep[0]])) for p in perms} == {1, 2, 3}

@@ -18,6 +18,12 @@ Modes (a "stratum" is the set of rows allowed to swap targets):
   ``skip_inapplicable=True``). With exactly 2 seeds a stratum's only
   derangement is the swap, so all R draws are the SAME surrogate (summary
   ``n_distinct`` 1, sd 0, no z): a single comparison, not a distribution.
+* ``turn_rotation``: each episode's target sequence (rows in source-turn order)
+  rotated by a random shift 1..m-1, drawn per (draw, episode); strata
+  (task_id, seed). No row keeps its own target, and each series keeps its own
+  autocorrelation (the hyperscanning field's circular-shift surrogate), so
+  only the alignment of the two agents' turns is broken. An episode of one
+  row stays in place; an episode of m rows has m - 1 distinct rotations.
 * ``shuffle_within``: the authors' control, a uniform random permutation of
   the targets within each (task_id, seed) episode. Fixed points occur by
   chance, as in an ordinary permutation test: an episode of m samples keeps
@@ -36,7 +42,7 @@ two gathers (``synchrony.permuted_grids``), not a refit.
 
 Permutations are reproducible: the draws of (seed, split_seed, mode) come
 from ``numpy.random.default_rng((seed, split_seed, mode_code))`` with fixed
-mode codes (pseudo_task 1, pseudo_seed 2, shuffle_within 3), so a draw does
+mode codes (pseudo_task 1, pseudo_seed 2, shuffle_within 3, turn_rotation 4), so a draw does
 not depend on which other modes are run. Permutation index r is drawn
 independently for every split seed; draw r's SyncR2 is ``sync_r2`` of the
 cube (split seeds, L_A, L_B) of the r-th null grids.
@@ -50,7 +56,7 @@ pair, condition,       which R2 dataset (``run_surrogate`` fills them; ``surroga
 direction              leaves pair empty)
 source_model,          model keys of the source and target shards
 target_model
-mode                   pseudo_task | pseudo_seed | shuffle_within
+mode                   pseudo_task | pseudo_seed | shuffle_within | turn_rotation
 perm                   permutation index 0..R-1
 syncr2                 null SyncR2 of this draw, clipped (max(0, .) per source layer)
 syncr2_unclipped       null SyncR2 of this draw, unclipped
@@ -126,8 +132,11 @@ MODES: dict[str, tuple[tuple[str, ...], bool]] = {
     "pseudo_task": (("seed", "src_turn"), True),
     "pseudo_seed": (("task_id", "src_turn"), True),
     "shuffle_within": (("task_id", "seed"), False),
+    "turn_rotation": (("task_id", "seed"), True),
 }
-MODE_CODES = {"pseudo_task": 1, "pseudo_seed": 2, "shuffle_within": 3}
+MODE_CODES = {"pseudo_task": 1, "pseudo_seed": 2, "shuffle_within": 3, "turn_rotation": 4}
+#: Modes that rotate each stratum's rows in source-turn order instead of permuting them.
+ROTATING = ("turn_rotation",)
 
 DRAWS_COLUMNS = (
     "pair", "condition", "direction", "source_model", "target_model", "mode", "perm",
@@ -234,13 +243,42 @@ class PartPermutations:
     log10_possible: float  # log10 of the number of distinct permutations of the part
 
 
+def rotate_within(codes: np.ndarray, order: np.ndarray, n_perm: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_perm`` rotations (n_perm, n): in every stratum of m >= 2 rows, taken in ``order`` (e.g. the
+    source turn), row k receives the target of row (k + s) mod m, with s drawn from 1..m-1 per draw
+    and stratum. A stratum of one row stays in place."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n = codes.size
+    if n_perm < 1:
+        raise SurrogateError(f"n_perm must be >= 1, got {n_perm}")
+    perms = np.tile(np.arange(n, dtype=np.int64), (n_perm, 1))
+    sorted_rows = np.lexsort((np.asarray(order), codes))  # rows by stratum, then by order
+    bounds = np.flatnonzero(np.diff(codes[sorted_rows])) + 1
+    for rows in np.split(sorted_rows, bounds) if n else []:
+        m = rows.size
+        if m < 2:
+            continue
+        shifts = rng.integers(1, m, size=n_perm)
+        perms[:, rows] = rows[(np.arange(m)[None, :] + shifts[:, None]) % m]
+    return perms
+
+
 def part_permutations(part: pd.DataFrame, mode: str, n_perm: int, rng: np.random.Generator) -> PartPermutations:
-    """Permutations of the rows of one split part under ``mode`` (see :func:`permute_within`)."""
+    """Permutations of the rows of one split part under ``mode`` (:func:`permute_within`, or
+    :func:`rotate_within` in source-turn order for a rotating mode)."""
     codes = strata_codes(part, mode)
-    perms = permute_within(codes, n_perm, rng, derange=MODES[mode][1])
-    n_fixed = int((np.bincount(codes)[codes] == 1).sum()) if codes.size else 0
+    sizes = np.bincount(codes) if codes.size else np.zeros(0, np.int64)
+    if mode in ROTATING:
+        if "src_turn" not in part.columns:
+            raise SurrogateError(f"mode {mode}: the pairs table lacks column src_turn")
+        perms = rotate_within(codes, part["src_turn"].to_numpy(), n_perm, rng)
+        possible = float(np.log10(sizes[sizes >= 2] - 1).sum())
+    else:
+        perms = permute_within(codes, n_perm, rng, derange=MODES[mode][1])
+        possible = log10_surrogates(codes, MODES[mode][1])
+    n_fixed = int((sizes[codes] == 1).sum()) if codes.size else 0
     n_unmoved = (perms == np.arange(codes.size)[None, :]).sum(1)
-    return PartPermutations(perms, n_fixed, n_unmoved, log10_surrogates(codes, MODES[mode][1]))
+    return PartPermutations(perms, n_fixed, n_unmoved, possible)
 
 
 def permutation_rng(seed: int, split_seed: int, mode: str) -> np.random.Generator:
