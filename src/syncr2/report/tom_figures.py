@@ -59,8 +59,8 @@ def tom_bars(summary: pd.DataFrame, out_dir: str | os.PathLike[str],
             x = np.arange(len(targets)) + (2 * m_i - len(models) + 0.5) * width
             ax.bar(x, rows["kl"], width, yerr=rows["kl_se"], capsize=3, color=colors(m_i),
                    label=f"{_label(model, abbreviations)}")
-            ax.bar(x + width, rows["baseline"], width, yerr=rows["baseline_se"], capsize=3, color="0.75",
-                   hatch="//", edgecolor="0.4", label=f"{_label(model, abbreviations)} baseline")
+            ax.bar(x + width, rows["baseline"], width, yerr=rows["baseline_se"], capsize=3, color="0.88",
+                   hatch="//", edgecolor=colors(m_i), label=f"{_label(model, abbreviations)} baseline")
         if part.empty:
             ax.text(0.5, 0.5, "no model followed the format\nin enough turns to decode", ha="center",
                     va="center", transform=ax.transAxes, fontsize=9)
