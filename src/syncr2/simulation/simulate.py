@@ -141,8 +141,7 @@ def run_block(
     block: int,
     settings: GenerationSettings,
     preset: PromptPreset,
-    progress: bool = True,
-    tom_mode: str | None = None,
+    progress: bool = True, tom_mode: str | None = None,
 ) -> tuple[pd.DataFrame, dict[int, tuple[pd.DataFrame, np.ndarray]]]:
     """Simulate every task of ``tasks`` (one block) with agent 1 = models[0], agent 2 = models[1].
 
