@@ -18,7 +18,9 @@
 #   SLURM_LOCAL_DIR  where up.sh/down.sh are      (default: <repo>/../shared/tools/slurm-local)
 #   SLURM_CI_NGPU, SLURM_CI_CPUS                  (default: 2 and 8, passed to up.sh)
 #   SBATCH_ACCOUNT   account for the jobs          (default: $SLURM_CI_ACCOUNT or ci, made by up.sh)
-#   GPU_RULES        rules that must get a GPU     (default: simulate,read_passive,judge)
+#   GPU_RULES        rules that must get a GPU     (default: those Study.placement puts on a GPU for
+#                                                   config/smoke.yaml: simulate, read_passive,
+#                                                   simulate_tom, judge)
 #   SNAKEFILE_DIR    run another workflow: adds `--snakefile DIR/Snakefile --directory DIR`
 #                    (the profile is still ./slurm of this repository), e.g. a toy workflow;
 #                    its own config then, no --configfile unless SLURM_E2E_CONFIGFILE is set
@@ -39,7 +41,11 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SLURM_LOCAL_DIR=${SLURM_LOCAL_DIR:-$REPO/../shared/tools/slurm-local}
 export SLURM_CI_NGPU=${SLURM_CI_NGPU:-2} SLURM_CI_CPUS=${SLURM_CI_CPUS:-8}
 export SBATCH_ACCOUNT=${SBATCH_ACCOUNT:-${SLURM_CI_ACCOUNT:-ci}}   # read by the profile
-GPU_RULES=${GPU_RULES:-simulate,read_passive,judge}
+# the GPU rules as the workflow decides them (one decision: Study.placement), not a second list
+GPU_RULES=${GPU_RULES:-$(cd "$REPO" && python3 -c 'import yaml; from syncr2.core.settings import RULE_SETTINGS, Study
+s = Study.from_config(yaml.safe_load(open("config/smoke.yaml")))
+print(",".join(r for r in RULE_SETTINGS if s.placement(r).gpu))')}
+echo "GPU rules: $GPU_RULES"
 t0=$SECONDS
 say() { echo "[slurm_e2e +$((SECONDS - t0))s] $*"; }
 
