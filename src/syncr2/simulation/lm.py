@@ -747,14 +747,11 @@ class ChatLM:
     ) -> GenerationResult:
         """Sample one reply per rendered prompt and record the prefill's block outputs.
 
-        ``seed``: one seed per prompt (the caller derives them from what
-        identifies the reply, e.g. task, pair, turn), or one int, from which
-        prompt i gets ``row_seed(seed, i)``. Row i samples from its own
-        generator (:class:`RowGumbelSampler`), so its text depends on its
-        prompt, seed and the settings only: not on ``cfg.batch_size``, the
-        other prompts or their order (up to float rounding of the padded
-        batch). One ``model.generate`` call per left-padded batch of
-        :meth:`plan_batches`; results come back in input order.
+        ``seed``: one seed per prompt (derived from what identifies the reply, e.g. task, pair, turn),
+        or one int, from which prompt i gets ``row_seed(seed, i)``. Row i samples from its own
+        generator (:class:`RowGumbelSampler`), so its text depends on its prompt, seed and the
+        settings only, not on ``cfg.batch_size`` or the other prompts (up to float rounding). One
+        ``model.generate`` call per left-padded batch of :meth:`plan_batches`, results in input order.
         ``stop_at_newline`` (default: the config's) ends a row at its first
         newline after non-whitespace text (the tokens after it are not
         generated). ``keys`` (one per prompt, e.g. an episode's agent; None: no
@@ -762,9 +759,8 @@ class ChatLM:
         cache of the key's previous prompt for their common token prefix, and
         its own prompt's cache is kept for the next call
         (:mod:`syncr2.simulation.prefix_cache`); :meth:`forget_prefixes` drops
-        an ended episode's. ``processors(rows, prompt_len)``: logits processors for one batch (its
-        rows, in input order, and its padded prompt width), run before the sampler (the ToM format).
-        """
+        an ended episode's. ``processors(rows, prompt_len)``: one batch's logits processors, run
+        before the sampler (the ToM format)."""
         from transformers import LogitsProcessorList
 
         settings = self.generation_settings(stop_at_newline)

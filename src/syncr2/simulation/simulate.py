@@ -134,6 +134,19 @@ def shard_meta(
     )
 
 
+def check_loaded(models: tuple[tuple[str, ChatLM], tuple[str, ChatLM]], settings: GenerationSettings,
+                 preset: PromptPreset) -> None:
+    """Refuse models loaded for another date or BOS rule than the generation settings and preset say."""
+    for key, lm in models:
+        if lm.cfg.date_string != settings.date_string:
+            raise ValueError(f"model {key!r} renders prompts dated {lm.cfg.date_string!r} but the generation "
+                             f"settings say {settings.date_string!r}; load the models with load_pair(specs, settings)")
+        if lm.cfg.special_tokens != preset.special_tokens:
+            raise ValueError(f"model {key!r} was loaded for special_tokens={lm.cfg.special_tokens!r} but prompt preset "
+                             f"{preset.name!r} says {preset.special_tokens!r}; load the models with "
+                             "load_pair(specs, settings, preset)")
+
+
 def run_block(
     tasks: pd.DataFrame,
     models: tuple[tuple[str, ChatLM], tuple[str, ChatLM]],
@@ -145,23 +158,14 @@ def run_block(
 ) -> tuple[pd.DataFrame, dict[int, tuple[pd.DataFrame, np.ndarray]]]:
     """Simulate every task of ``tasks`` (one block) with agent 1 = models[0], agent 2 = models[1].
 
-    Returns the episode table and, per agent, (index, reps (n, L, D)). Each
-    reply is sampled with :func:`episode_seed`, so the result for a task does
-    not depend on the other tasks of ``tasks`` or on the models' batch size.
-    Each agent's prompt reuses the key/value cache of its previous prompt in
-    the same episode (``prefix_reuse``, key (task id, agent)). ``tom_mode`` (constrained or free)
-    runs the ToM condition (:mod:`~syncr2.simulation.tom`): the instruction after each intro, both
-    distributions per turn in the table's ToM columns, the response alone in the dialogue.
-    """
+    Returns the episode table and, per agent, (index, reps (n, L, D)). Each reply is sampled with
+    :func:`episode_seed`, so a task's result depends on neither the other tasks nor the batch size.
+    Each agent's prompt reuses the key/value cache of its previous prompt in the episode
+    (``prefix_reuse``, key (task id, agent)). ``tom_mode`` (constrained or free) runs the ToM
+    condition (:mod:`~syncr2.simulation.tom`): the instruction after each intro, both distributions
+    per turn in the ToM columns, the response alone in the dialogue."""
     n = len(tasks)
-    for key, lm in models:
-        if lm.cfg.date_string != settings.date_string:
-            raise ValueError(f"model {key!r} renders prompts dated {lm.cfg.date_string!r} but the generation "
-                             f"settings say {settings.date_string!r}; load the models with load_pair(specs, settings)")
-        if lm.cfg.special_tokens != preset.special_tokens:
-            raise ValueError(f"model {key!r} was loaded for special_tokens={lm.cfg.special_tokens!r} but prompt preset "
-                             f"{preset.name!r} says {preset.special_tokens!r}; load the models with "
-                             "load_pair(specs, settings, preset)")
+    check_loaded(models, settings, preset)
     pair_keys = (models[0][0], models[1][0])
     task_ids = [int(t) for t in tasks["task_id"]]
     names = {1: tasks["agent1_name"].tolist(), 2: tasks["agent2_name"].tolist()}
@@ -219,13 +223,14 @@ def run_block(
     for _, agent_lm in models:
         agent_lm.prefixes.clear()
     episodes = pd.DataFrame(rows, columns=[*EPISODE_COLUMNS, *(TOM_COLUMNS if tom_mode else ())])
-    out: dict[int, tuple[pd.DataFrame, np.ndarray]] = {}
-    for agent in (1, 2):
-        idx = pd.DataFrame(index[agent], columns=["task_id", "seed", "turn", "speaker"])
-        lm = models[agent - 1][1]
-        arr = np.concatenate(reps[agent]) if reps[agent] else np.empty((0, lm.n_layers, lm.hidden_size), np.float32)
-        out[agent] = (idx, arr)
-    return episodes, out
+    return episodes, {agent: agent_reps(models[agent - 1][1], index[agent], reps[agent]) for agent in (1, 2)}
+
+
+def agent_reps(lm: ChatLM, index: list[tuple[int, int, int, int]], reps: list[np.ndarray]
+               ) -> tuple[pd.DataFrame, np.ndarray]:
+    """One agent's shard rows: its (task, seed, turn, speaker) index and its (n, L, D) representations."""
+    idx = pd.DataFrame(index, columns=["task_id", "seed", "turn", "speaker"])
+    return idx, np.concatenate(reps) if reps else np.empty((0, lm.n_layers, lm.hidden_size), np.float32)
 
 
 def write_episodes(

@@ -313,3 +313,18 @@ def run_performance(eval_paths: Sequence[str | os.PathLike[str]], naming: PairNa
         log.warning("%s: %d of %d episodes have an invalid judge reply (counted, not averaged)", row.pair,
                     row.n_invalid, row.n_invalid + row.n_valid)
     return table
+
+
+def run_planted_performance(section: Mapping, pairs: Sequence[str], naming: PairNaming, conditions: Sequence[str],
+                            directions: Sequence[str], out: str | os.PathLike[str],
+                            truth_out: str | os.PathLike[str]) -> None:
+    """The ``planted-performance`` step: the known-answer study's performance and its analytic truth table."""
+    from ..synchrony.planted_study import PlantedStudy, analytic_table, planted_performance_scores, write_truth
+
+    study = PlantedStudy.from_config(section)
+    keyed = {p: tuple(p.split("__")) for p in pairs}
+    frame = planted_performance(planted_performance_scores(study, keyed), naming.families, naming.first_family,
+                                list(naming.model_order))
+    write_performance(frame, out)
+    write_truth(analytic_table(study, keyed, conditions, directions), truth_out)
+    log.info("wrote %s and %s (%d pairs)", out, truth_out, len(keyed))

@@ -24,6 +24,7 @@ table, genuine and passive shards), so every later rule runs unchanged.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,8 @@ from ..core.conditions import Condition
 from ..core.shards import ShardMeta, write_shard
 from ..simulation.simulate import EPISODE_COLUMNS
 from .sync import sync_r2
+
+log = logging.getLogger(__name__)
 
 
 
@@ -253,3 +256,17 @@ def planted_performance_scores(study: PlantedStudy, pairs: Mapping[str, tuple[st
 def write_truth(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the planted-truth table atomically."""
     return write_parquet(frame, path)
+
+
+def run_planted_block(section: Mapping[str, Any], pair: str, models: Sequence[str], seed: int, block: int,
+                      block_size: int, n_tasks: int, episodes_out: str | os.PathLike[str],
+                      genuine_out: Sequence[str | os.PathLike[str]], passive_out: Sequence[str | os.PathLike[str]]) -> None:
+    """The ``synthesize`` step: block ``block`` of the config's ``synthetic`` study for one pair and seed."""
+    study = PlantedStudy.from_config(section)
+    first = block * block_size
+    ids = list(range(first, min(first + block_size, n_tasks)))
+    if not ids:
+        raise ValueError(f"block {block} is empty: {n_tasks} tasks in blocks of {block_size}")
+    m1, m2 = models
+    write_planted_block(study, pair, m1, m2, seed, ids, episodes_out, genuine_out, passive_out)
+    log.info("wrote planted block %s of %s, seed %s (%d tasks)", block, pair, seed, len(ids))

@@ -153,9 +153,14 @@ def write_size_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 def run_size_check(episode_paths: Sequence[str | os.PathLike[str]], split: Split, conditions: Sequence[str],
                    directions: Sequence[str], out: str | os.PathLike[str], analysis: str = "r2",
-                   task_ids: Sequence[int] | None = None) -> pd.DataFrame:
+                   task_ids: Sequence[int] | None = None, sources: Sequence[str] | None = None,
+                   tasks_path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """Check every dataset of the episodes (laid out by pair) against ``split``; write the table, or raise
-    naming what to change (:func:`require_fillable`). ``task_ids``: only these tasks' samples count."""
+    naming what to change (:func:`require_fillable`). ``task_ids``, or the tasks of ``sources`` in the
+    task table at ``tasks_path`` (Figure 5's split): only these tasks' samples count."""
+    if sources:
+        tasks = pd.read_parquet(tasks_path, columns=["task_id", "source"])
+        task_ids = tasks.loc[tasks["source"].isin(sources), "task_id"].tolist()
     episodes: dict[str, list[str]] = {}
     for path in episode_paths:
         episodes.setdefault(pair_of_episode_file(path), []).append(str(path))
