@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,10 +148,9 @@ def summarize(curves: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     rows = []
     keys = ["pair", "model", "distribution", "target"]
     chosen = curves[curves["chosen"].astype(bool)]
+    per_task = dict(iter(tasks.groupby(keys, sort=False))) if len(tasks) else {}
     for key, grp in chosen.groupby(keys, sort=True):
-        sel = tasks
-        for k, v in zip(keys, key):
-            sel = sel[sel[k] == v]
+        sel = per_task.get(key, tasks.iloc[0:0])
         diff = (sel["baseline_kl"] - sel["model_kl"]).to_numpy(dtype=float)
         p = float(stats.wilcoxon(diff).pvalue) if len(diff) >= 2 and np.any(diff != 0) else float("nan")
         rows.append({**dict(zip(keys, key)), "kl": float(grp["test_kl"].mean()), "kl_se": _se(grp["test_kl"].to_numpy()),
@@ -173,11 +171,12 @@ def compliance(episode_paths: Sequence[str | os.PathLike[str]]) -> pd.DataFrame:
     return out.rename(columns={"model_key": "model"}).assign(rate=lambda d: d["compliant"] / d["turns"])
 
 
-def write_summary(summary: pd.DataFrame, rates: pd.DataFrame, out: str | os.PathLike[str]) -> Path:
-    """The ToM summary with each model's compliance rate beside its rows; a model with too few
-    compliant turns to decode keeps one row (its compliance, no KL), so free mode reports it."""
+def write_summary(summary: pd.DataFrame, rates: pd.DataFrame, out: str | os.PathLike[str]) -> pd.DataFrame:
+    """Write and return the ToM summary with each model's compliance rate beside its rows; a model with
+    too few compliant turns to decode keeps one row (its compliance, no KL), so free mode reports it."""
     rates = rates.rename(columns={"turns": "tom_turns", "compliant": "compliant_turns", "rate": "compliance"})
     table = summary.merge(rates, on="model", how="outer")
     numeric = ["kl", "kl_se", "baseline", "baseline_se", "improvement", "p_wilcoxon"]
     table[numeric] = table[numeric].astype(float)
-    return write_parquet(table, out)
+    write_parquet(table, out)
+    return table

@@ -224,7 +224,11 @@ class Study:
 
     def models_of(self, pair: str) -> list[dict[str, Any]]:
         """Both agents' models as the GPU steps take them (:func:`model_entry`)."""
-        return [model_entry(self, m, self.context["model_dirs"][m]) for m in {**self.tom_pairs(), **self.pairs()}[pair]]
+        return [model_entry(self, m, self.context["model_dirs"][m]) for m in self.models_in(pair)]
+
+    def models_in(self, pair: str) -> tuple[str, str]:
+        """The two model keys of a pair of the main study or of the ToM condition."""
+        return {**self.tom_pairs(), **self.pairs()}[pair]
 
     def placement(self, rule: str, wildcards: Mapping[str, str] | None = None) -> Placement:
         """Where ``rule``'s jobs run (:class:`Placement`); without ``wildcards``, the GPU decision only."""
@@ -237,8 +241,7 @@ class Study:
         """A job's run options (the ``--runtime`` JSON): where and in what batches it runs."""
         cfg = self.config
         if rule in ("simulate", "read_passive", "simulate_tom"):
-            pairs = {**self.tom_pairs(), **self.pairs()}
-            return {"models": [model_runtime(self, m) for m in pairs[wildcards["pair"]]]}
+            return {"models": [model_runtime(self, m) for m in self.models_in(wildcards["pair"])]}
         if rule == "judge":
             return judge_settings(cfg, self.context.get("judge_model"))[1]
         if rule in ("r2_table", "relationships", "surrogate_draws"):

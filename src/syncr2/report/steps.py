@@ -102,7 +102,7 @@ def tom_report(tables: Sequence[PathLike], tasks: Sequence[PathLike], episodes: 
     if curves.empty:
         log.warning("no ToM target could be decoded (too few compliant turns or tasks); the summary holds "
                     "the compliance only")
-    summary = pd.read_parquet(write_summary(summarize(curves, per_task), rates, out))
+    summary = write_summary(summarize(curves, per_task), rates, out)
     log.info("wrote %s (%d rows); compliance: %s", out, len(summary),
              ", ".join(f"{m} {r:.3f}" for m, r in zip(rates["model"], rates["rate"])))
     decoded = summary[summary["kl"].notna()]

@@ -82,7 +82,7 @@ def tom_layer_curves(curves: pd.DataFrame, out_dir: str | os.PathLike[str],
     for r, model in enumerate(models):
         for ax, dist in zip(axes[r], DISTRIBUTIONS):
             part = curves[(curves["model"] == model) & (curves["distribution"] == dist)]
-            for t_i, (target, _, _) in enumerate(TARGETS):
+            for target, _, _ in TARGETS:
                 mean = part[part["target"] == target].groupby("layer")[["test_kl", "baseline_kl"]].mean()
                 if mean.empty:
                     continue

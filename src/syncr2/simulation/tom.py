@@ -134,7 +134,6 @@ class ToMFormat:
 class _Row:
     phase: int = 0  # 0: emotion next, 1: forcing the emotion, 2: act next, 3: forcing the act, 4: free
     forced: list[int] = field(default_factory=list)
-    done_emotion: tuple[int, ...] = ()
 
 
 class ToMProcessor:
