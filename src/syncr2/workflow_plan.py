@@ -108,7 +108,7 @@ class WorkflowPlan:
 
     def model_inputs(self, pair: str) -> list[str]:
         """The built or converted model directories a pair needs as inputs (hub models are not files)."""
-        return [f"results/models/{m}" for m in {**self.tom_pairs, **self.pairs}[pair] if self.made_here(m)]
+        return [f"results/models/{m}" for m in self.study.models_in(pair) if self.made_here(m)]
 
     def _local_judge(self) -> tuple[str | None, list[str]]:
         """A local judge's checkpoint and the made directories it needs.
