@@ -11,6 +11,7 @@ from sklearn.metrics import r2_score
 from syncr2.analysis.surrogate import (
     DRAWS_COLUMNS,
     MODES,
+    SHARED,
     SUMMARY_COLUMNS,
     SurrogateError,
     null_stats,
@@ -198,7 +199,7 @@ def test_modes_move_targets_within_part_and_stratum(planted):
                             m = len(ordered)
                             if m >= 2:
                                 shift = int(np.flatnonzero(ordered == p[ordered[0]])[0])
-                                assert 1 <= shift < m
+                                assert 0 <= shift < m
                                 assert (p[ordered] == ordered[(np.arange(m) + shift) % m]).all()
                 n_fixed += int((size == 1).sum())
             assert sp.n_fixed[mode] == n_fixed
@@ -367,7 +368,24 @@ def test_rotate_within_against_a_loop():
             got = {int(p[r]) for r in rows}
             assert got == set(rows.tolist())
             shifts = {(list(rows).index(p[r]) - k) % m for k, r in enumerate(rows)}
-            assert len(shifts) == 1 and shifts.pop() != 0  # one rotation, never the identity
-    # all m - 1 shifts of the 4-row episode occur
+            assert len(shifts) == 1  # one rotation of the whole episode
+    # all m shifts of the 4-row episode occur, the identity included (the rotation group: an exact test)
     ep = np.flatnonzero(codes == 0)[np.argsort(order[codes == 0])]
-    assert {(list(ep).index(p[ep[0]])) for p in perms} == {1, 2, 3}
+    assert {(list(ep).index(p[ep[0]])) for p in perms} == {0, 1, 2, 3}
+
+
+def test_shared_modes_relabel_the_dataset_once_for_all_split_seeds(planted):
+    """A shared mode's draw r gives every row the SAME target under every split seed (one relabelling of
+    the dataset), so pooling split seeds compares like with like; pseudo_task is drawn per split seed."""
+    ds = build_dataset(planted, "experimental", "AtoB")
+    splits = [split_null(ds, size=200, split_seed=s, modes=list(MODES), n_perm=3, seed=4) for s in (0, 1, 2)]
+    for mode in SHARED:
+        chosen: dict[tuple[int, int], set[int]] = {}
+        for sp in splits:
+            for rows, perms in ((sp.train, sp.train_perms[mode]), (sp.test, sp.test_perms[mode])):
+                for r in range(3):
+                    for i, j in zip(rows, rows[perms[r]]):
+                        chosen.setdefault((r, int(i)), set()).add(int(j))
+        assert all(len(v) == 1 for v in chosen.values()), mode
+        assert sum(len(sp.train) + len(sp.test) for sp in splits) > len({i for _, i in chosen})  # rows overlap
+    assert "pseudo_task" not in SHARED

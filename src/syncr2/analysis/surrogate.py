@@ -19,11 +19,19 @@ Modes (a "stratum" is the set of rows allowed to swap targets):
   derangement is the swap, so all R draws are the SAME surrogate (summary
   ``n_distinct`` 1, sd 0, no z): a single comparison, not a distribution.
 * ``turn_rotation``: each episode's target sequence (rows in source-turn order)
-  rotated by a random shift 1..m-1, drawn per (draw, episode); strata
-  (task_id, seed). No row keeps its own target, and each series keeps its own
-  autocorrelation (the hyperscanning field's circular-shift surrogate), so
-  only the alignment of the two agents' turns is broken. An episode of one
-  row stays in place; an episode of m rows has m - 1 distinct rotations.
+  rotated by a random shift drawn uniformly from 0..m-1 per (draw, episode);
+  strata (task_id, seed). Each series keeps its own autocorrelation (the
+  hyperscanning field's circular-shift surrogate), so only the alignment of
+  the two agents' turns is broken. The shift 0 is allowed: the rotations of an
+  episode form a group, and a permutation test is exact when its draws are
+  uniform over a group that contains the observed alignment. Drawing from
+  1..m-1 only (no original pairing kept) was measured liberal: with episodes
+  of 4 samples, two draws share an episode's shift a third of the time while
+  no draw ever shares the real one, so the draws cluster and p comes out too
+  small (27 of 300 null datasets at p <= 0.05, binomial interval
+  [0.060, 0.128]). An episode keeps its own alignment in a draw with chance
+  1/m (``n_unmoved_rows``), as under ``shuffle_within``; an episode of one row
+  stays in place.
 * ``shuffle_within``: the authors' control, a uniform random permutation of
   the targets within each (task_id, seed) episode. Fixed points occur by
   chance, as in an ordinary permutation test: an episode of m samples keeps
@@ -40,12 +48,28 @@ Reuse of the factorisation: only target rows move, so each source layer's hat
 matrix and every target layer's Gram terms are computed once and a draw costs
 two gathers (``synchrony.permuted_grids``), not a refit.
 
-Permutations are reproducible: the draws of (seed, split_seed, mode) come
-from ``numpy.random.default_rng((seed, split_seed, mode_code))`` with fixed
-mode codes (pseudo_task 1, pseudo_seed 2, shuffle_within 3, turn_rotation 4), so a draw does
-not depend on which other modes are run. Permutation index r is drawn
-independently for every split seed; draw r's SyncR2 is ``sync_r2`` of the
-cube (split seeds, L_A, L_B) of the r-th null grids.
+Pooling split seeds: a permutation test compares the real statistic with the
+same statistic on relabelled copies of the SAME data. The real SyncR2 averages
+its split seeds over one dataset, so their values are strongly correlated; a
+null draw must relabel the dataset once and run every split seed on that one
+relabelling. Averaging split seeds that were permuted independently gives a
+null that is too narrow, and p too small (measured: 25 of 300 null datasets at
+p <= 0.05 with three split seeds). The modes whose strata lie inside one task
+(``pseudo_seed``, ``shuffle_within``, ``turn_rotation``: :data:`SHARED`) do
+this: draw r is one permutation of the whole dataset, and each split seed
+applies its restriction to the split's train and test rows (a stratum never
+straddles the split, because the split keeps task groups whole).
+``pseudo_task`` pairs rows ACROSS tasks, so a dataset-wide permutation would
+carry targets over the split; it is drawn per split seed and part, and its
+pooled null is an approximation (docs/analyses.md, "Surrogate null").
+
+Permutations are reproducible. A shared mode's draws come from
+``numpy.random.default_rng((seed, mode_code))``; ``pseudo_task``'s draws of
+split seed s from ``numpy.random.default_rng((seed, s, mode_code))``. Mode
+codes are fixed (pseudo_task 1, pseudo_seed 2, shuffle_within 3,
+turn_rotation 4), so a draw does not depend on which other modes are run.
+Draw r's SyncR2 is ``sync_r2`` of the cube (split seeds, L_A, L_B) of the
+r-th null grids.
 
 Draws table (``surrogate_draws`` / ``run_surrogate``; one row per (mode, perm)):
 
@@ -132,11 +156,13 @@ MODES: dict[str, tuple[tuple[str, ...], bool]] = {
     "pseudo_task": (("seed", "src_turn"), True),
     "pseudo_seed": (("task_id", "src_turn"), True),
     "shuffle_within": (("task_id", "seed"), False),
-    "turn_rotation": (("task_id", "seed"), True),
+    "turn_rotation": (("task_id", "seed"), False),
 }
 MODE_CODES = {"pseudo_task": 1, "pseudo_seed": 2, "shuffle_within": 3, "turn_rotation": 4}
 #: Modes that rotate each stratum's rows in source-turn order instead of permuting them.
 ROTATING = ("turn_rotation",)
+#: Modes whose strata lie inside one task: one dataset-wide permutation per draw, shared by all split seeds.
+SHARED = ("pseudo_seed", "shuffle_within", "turn_rotation")
 
 DRAWS_COLUMNS = (
     "pair", "condition", "direction", "source_model", "target_model", "mode", "perm",
@@ -245,8 +271,8 @@ class PartPermutations:
 
 def rotate_within(codes: np.ndarray, order: np.ndarray, n_perm: int, rng: np.random.Generator) -> np.ndarray:
     """``n_perm`` rotations (n_perm, n): in every stratum of m >= 2 rows, taken in ``order`` (e.g. the
-    source turn), row k receives the target of row (k + s) mod m, with s drawn from 1..m-1 per draw
-    and stratum. A stratum of one row stays in place."""
+    source turn), row k receives the target of row (k + s) mod m, with s drawn uniformly from 0..m-1 per
+    draw and stratum (0 included: module docstring). A stratum of one row stays in place."""
     codes = np.asarray(codes, dtype=np.int64)
     n = codes.size
     if n_perm < 1:
@@ -258,7 +284,7 @@ def rotate_within(codes: np.ndarray, order: np.ndarray, n_perm: int, rng: np.ran
         m = rows.size
         if m < 2:
             continue
-        shifts = rng.integers(1, m, size=n_perm)
+        shifts = rng.integers(0, m, size=n_perm)
         perms[:, rows] = rows[(np.arange(m)[None, :] + shifts[:, None]) % m]
     return perms
 
@@ -272,7 +298,7 @@ def part_permutations(part: pd.DataFrame, mode: str, n_perm: int, rng: np.random
         if "src_turn" not in part.columns:
             raise SurrogateError(f"mode {mode}: the pairs table lacks column src_turn")
         perms = rotate_within(codes, part["src_turn"].to_numpy(), n_perm, rng)
-        possible = float(np.log10(sizes[sizes >= 2] - 1).sum())
+        possible = float(np.log10(sizes[sizes >= 2]).sum())
     else:
         perms = permute_within(codes, n_perm, rng, derange=MODES[mode][1])
         possible = log10_surrogates(codes, MODES[mode][1])
@@ -281,12 +307,42 @@ def part_permutations(part: pd.DataFrame, mode: str, n_perm: int, rng: np.random
     return PartPermutations(perms, n_fixed, n_unmoved, possible)
 
 
-def permutation_rng(seed: int, split_seed: int, mode: str) -> np.random.Generator:
-    """The RNG of the draws of one (seed, split seed, mode)."""
+def permutation_rng(seed: int, split_seed: int | None, mode: str) -> np.random.Generator:
+    """The RNG of the draws of one (seed, split seed, mode); ``split_seed`` None for a shared mode's
+    dataset-wide draws."""
     for what, v in (("seed", seed), ("split_seed", split_seed)):
-        if int(v) < 0:
+        if v is not None and int(v) < 0:
             raise SurrogateError(f"{what} must be >= 0 (it seeds numpy's SeedSequence), got {v}")
+    if split_seed is None:
+        return np.random.default_rng((int(seed), MODE_CODES[mode]))
     return np.random.default_rng((int(seed), int(split_seed), MODE_CODES[mode]))
+
+
+def dataset_permutations(pairs: pd.DataFrame, modes: Sequence[str], n_perm: int, seed: int) -> dict[str, np.ndarray]:
+    """The dataset-wide permutations (R, n_rows) of every shared mode among ``modes`` (module docstring)."""
+    return {m: part_permutations(pairs, m, n_perm, permutation_rng(seed, None, m)).perms
+            for m in modes if m in SHARED}
+
+
+def restrict_permutations(full: np.ndarray, rows: np.ndarray, part: pd.DataFrame, mode: str) -> PartPermutations:
+    """A dataset-wide permutation (R, n_rows) of ``mode`` restricted to the dataset rows ``rows`` (one
+    split part, whose pairs are ``part``), as positions within the part. Raises :class:`SurrogateError`
+    when a row's target lies outside the part."""
+    position = np.full(full.shape[1], -1, dtype=np.int64)
+    position[rows] = np.arange(rows.size)
+    perms = position[full[:, rows]]
+    if (perms < 0).any():
+        raise SurrogateError(f"mode {mode}: a permutation moves a target across the split; its strata "
+                             f"{MODES[mode][0]} must lie inside one task group")
+    codes = strata_codes(part, mode)
+    sizes = np.bincount(codes) if codes.size else np.zeros(0, np.int64)
+    if mode in ROTATING:
+        possible = float(np.log10(sizes[sizes >= 2]).sum())
+    else:
+        possible = log10_surrogates(codes, MODES[mode][1])
+    n_fixed = int((sizes[codes] == 1).sum()) if codes.size else 0
+    n_unmoved = (perms == np.arange(rows.size)[None, :]).sum(1)
+    return PartPermutations(perms, n_fixed, n_unmoved, possible)
 
 
 @dataclass
@@ -334,10 +390,14 @@ def split_null(
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = False,
+    shared: dict[str, np.ndarray] | None = None,
 ) -> SplitNull:
     """Split ``dataset`` with ``split_seed``, draw every mode's permutations, compute all grids.
 
-    All modes share one pass over the layers (each layer is read once).
+    A shared mode's permutations are ``shared[mode]`` restricted to the split
+    (drawn from ``seed`` when ``shared`` is None); ``pseudo_task``'s are drawn
+    for this split seed. All modes share one pass over the layers (each layer
+    is read once).
     Raises :class:`SurrogateError` when a mode can move no row of this split.
     """
     modes = check_modes(modes)
@@ -346,12 +406,17 @@ def split_null(
     train, test = fixed_size_split(dataset.groups, size, split_seed, test_fraction)
     out = SplitNull(int(split_seed), train, test, real=np.empty(0))
     parts = (dataset.pairs.iloc[train].reset_index(drop=True), dataset.pairs.iloc[test].reset_index(drop=True))
+    if shared is None:
+        shared = dataset_permutations(dataset.pairs, modes, n_perm, seed)
     for mode in modes:
         why = mode_not_applicable(dataset, mode)
         if why:
             raise SurrogateError(why)
-        rng = permutation_rng(seed, split_seed, mode)
-        tr, te = (part_permutations(p, mode, n_perm, rng) for p in parts)
+        if mode in SHARED:
+            tr, te = (restrict_permutations(shared[mode], rows, p, mode) for rows, p in zip((train, test), parts))
+        else:
+            rng = permutation_rng(seed, split_seed, mode)
+            tr, te = (part_permutations(p, mode, n_perm, rng) for p in parts)
         if tr.n_fixed + te.n_fixed == len(train) + len(test):
             raise SurrogateError(
                 f"mode {mode}, split seed {split_seed}: every stratum {MODES[mode][0]} of the split holds one "
@@ -399,7 +464,8 @@ def surrogate_draws(
     """The draws table (module docstring) of one dataset: one row per (mode, perm).
 
     Draw r's SyncR2 is ``sync_r2`` over the split-seed cube of the r-th null
-    grids (independent permutations per split seed). ``pair`` is left empty
+    grids: one dataset-wide permutation shared by the split seeds for a
+    :data:`SHARED` mode, one per split seed for ``pseudo_task``. ``pair`` is left empty
     (``run_surrogate`` fills it). A mode that cannot be run (``pseudo_seed``
     with one seed, or no movable row in a split) raises
     :class:`SurrogateError`, or with ``skip_inapplicable`` is logged and left out.
@@ -429,8 +495,10 @@ def surrogate_draws(
     if not modes:
         return _empty_draws()
     splits: list[SplitNull] = []
+    shared = dataset_permutations(dataset.pairs, modes, n_perm, seed)
     for s in split_seeds:
-        splits.append(split_null(dataset, size, s, modes, n_perm, alpha, test_fraction, seed, device, progress))
+        splits.append(split_null(dataset, size, s, modes, n_perm, alpha, test_fraction, seed, device, progress,
+                                 shared))
         log.info("%s %s split seed %d: %d train, %d test rows, %d mode(s) x %d permutations done",
                  dataset.condition.name, dataset.direction, s, len(splits[-1].train), len(splits[-1].test),
                  len(modes), n_perm)
