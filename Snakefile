@@ -8,7 +8,8 @@
 #   (the paper; sotopia_data: your directory of Sotopia's JSON exports)
 #
 # Every rule calls one `python -m syncr2 ...` entry point; no science lives here.
-# GPU rules: simulate, read_passive, simulate_tom, and judge with a local judge. CPU rules: everything else.
+# GPU rules: simulate (or read_transcript), read_passive, simulate_tom, and judge with a local judge.
+# CPU rules: everything else.
 
 
 from snakemake.utils import min_version, validate
@@ -53,8 +54,9 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/robustness.smk"
 
 
-# Figure 6 and Table 1 correlate the experimental condition's SyncR2 with performance.
-if "experimental" not in CONDITIONS:
+# Figure 6 and Table 1 correlate the experimental condition's SyncR2 with performance
+# (a study of recorded transcripts has no judge, so no performance).
+if "experimental" not in CONDITIONS or PLAN.transcripts:
     SOCIAL_OUTPUTS = []
 elif PLAN.synthetic:  # no Sotopia relationships to plot: the correlations and the truth
     SOCIAL_OUTPUTS = rules.correlate.output + rules.planted_performance.output
@@ -77,6 +79,10 @@ ROBUSTNESS_OUTPUTS = (
         else []
     )
 )
+# Beyond SyncR2: the other similarity measures and the lag profile, for the pairs their sections name.
+BEYOND_OUTPUTS = (rules.measures.output if PLAN.measure_pairs else []) + (
+    rules.lag_profiles.output if PLAN.lag_pairs else []
+)
 # The ToM condition (Figure 11) runs for the pairs of tom.pairs ([]: none).
 TOM_OUTPUTS = rules.tom.output if PLAN.tom_pairs and not PLAN.synthetic else []
 
@@ -87,5 +93,6 @@ rule all:
         rules.figures.output,
         SOCIAL_OUTPUTS,
         ROBUSTNESS_OUTPUTS,
+        BEYOND_OUTPUTS,
         TOM_OUTPUTS,
         "results/summary/synchrony.parquet",

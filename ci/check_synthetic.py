@@ -71,5 +71,48 @@ noclip = sens[(sens.analysis == "no_clip") & (sens.pair == "S3__S4") & (sens.dir
 by_score = noclip.set_index("score")["value"]
 check(by_score["clipped"] == 0 and abs(by_score["unclipped"]) < 0.03,
       f"no clipping, S3__S4: clipped {by_score['clipped']:.4f}, unclipped {by_score['unclipped']:.4f}")
+# the other similarity measures: each orders the planted pairs' conditions as SyncR2 does, grows with the
+# coupling, and finds nothing in the no-synchrony pair (Procrustes has a positive floor at small n: not checked)
+from scipy.stats import spearmanr  # noqa: E402
+
+measures = pd.read_parquet("results/summary/measures.parquet")
+both = measures[measures.direction == "combined"].pivot_table(index=["measure", "pair"], columns="condition",
+                                                                 values="value")
+for measure in ("cka", "rsa", "procrustes"):
+    m = both.loc[measure]
+    for pair, v in m.iterrows():
+        if coupling[pair] > 0.5:
+            check(v.experimental > v.passive > v.lag1 > v.lag2,
+                  f"{measure} {pair}: experimental {v.experimental:.4f} > passive {v.passive:.4f} > lag1 {v.lag1:.4f} "
+                  f"> lag2 {v.lag2:.4f}")
+    rho = spearmanr(coupling[m.index], m.experimental).statistic
+    check(rho >= 0.8, f"{measure}: Spearman rho of the experimental score with the planted coupling {rho:.3f} >= 0.8")
+    if measure != "procrustes":
+        check(abs(m.loc["S3__S4", "experimental"]) < 0.02,
+              f"{measure} S3__S4 (coupling 0): {m.loc['S3__S4', 'experimental']:.4f}, |.| < 0.02")
+
+# the lag profile: lags 0, 1, 2 are the experimental, lag1 and lag2 rows of the SyncR2 summary, exactly; the
+# planted latent is shared within a round (agent 1's turn 2r, agent 2's turn 2r + 1), so A->B peaks at lag 0
+# and B->A at lag -1; the no-synchrony pair stays inside its turn-rotation band
+profile = pd.read_parquet("results/summary/lag_profile.parquet")
+named = {0: "experimental", 1: "lag1", 2: "lag2"}
+by_key = summary.set_index(["pair", "condition", "direction"])
+same = [(r.value == by_key.loc[(r.pair, named[r.lag], r.direction),
+                               "syncr2" if r.score == "clipped" else "syncr2_unclipped"])
+        for r in profile[profile.lag.isin(named)].itertuples()]
+check(all(same) and len(same) > 0, f"lag profile at lags 0, 1, 2 equals the SyncR2 summary: {sum(same)} of {len(same)} "
+      "values identical")
+unclipped = profile[profile.score == "unclipped"]
+for (pair, direction), grp in unclipped.groupby(["pair", "direction"]):
+    peak = int(grp.loc[grp.value.idxmax(), "lag"])
+    at0 = grp[grp.lag == 0].iloc[0]
+    if coupling[pair] >= 0.5:
+        want = 0 if direction == "AtoB" else -1
+        check(peak == want, f"lag profile {pair} {direction}: peak at lag {peak} (planted: {want})")
+        check(at0.value > at0.null_hi, f"lag profile {pair} {direction}: lag 0 {at0.value:.4f} above the band "
+              f"[{at0.null_lo:.4f}, {at0.null_hi:.4f}]")
+    elif coupling[pair] == 0:
+        check(at0.p_empirical >= 0.05, f"lag profile {pair} {direction} (coupling 0): lag 0 p = "
+              f"{at0.p_empirical:.3g} >= 0.05")
 print(f"{len(failures)} failed of the checks above")
 sys.exit(1 if failures else 0)

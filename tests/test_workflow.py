@@ -197,6 +197,8 @@ def test_smoke_dag_from_scratch(workdir):
         "surrogate_draws": len(ROBUST["surrogate"]["pairs"]) * len(DIRECTIONS), "surrogate": 1,
         "sensitivity_analysis": len(ROBUST["sensitivity"]["analyses"]), "sensitivity": 1,
         "simulate_tom": len(TOM["pairs"]) * len(TOM["seeds"]) * len(BLOCKS), "tom_decode": len(TOM["pairs"]), "tom": 1,
+        "measure_grids": len(ROBUST["measures"]["pairs"]), "measures": 1,
+        "lag_profile": len(ROBUST["lag_profile"]["pairs"]), "lag_profiles": 1,
     })
     r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
     assert r2_outputs == sorted(o for o in downstream_outputs()[1] if re.match(r"results/r2(_size/\d+|_persona)?/", o))
@@ -343,6 +345,8 @@ def test_paper_config_lists_the_full_job_set(workdir):
         "nonlinear": 1, "surrogate_draws": 36 * 2, "surrogate": 1,
         # Figure 11: M3 and L3, each with itself, seeds 0-2, the same blocks
         "simulate_tom": 2 * 3 * 9, "tom_decode": 2, "tom": 1,
+        # beyond the paper: the similarity measures and the lag profile of every pair
+        "measure_grids": 36, "measures": 1, "lag_profile": 36, "lag_profiles": 1,
     })
     tom = next(block for rule, block in jobs if rule == "simulate_tom")
     assert "gpu=1" in tom and "slurm_partition=gpu" in tom

@@ -111,8 +111,15 @@ def run_tasks(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .simulation.tasks import load_tasks, tasks_frame, write_tasks
 
     t = s.tasks
-    tasks = load_tasks(t["source"], t.get("path"), t.get("ids"), t.get("limit"))
-    frame = tasks_frame(tasks, PromptPreset.from_config(s.get("templates")), t.get("reader_seed", 0))
+    preset = PromptPreset.from_config(s.get("templates"))
+    if t["source"] == "transcripts":
+        from .simulation.transcripts import read_transcripts, transcript_tasks_frame
+
+        frame = transcript_tasks_frame(read_transcripts(t["path"]), preset, t.get("reader_seed", 0), t.get("ids"),
+                                       t.get("limit"))
+    else:
+        tasks = load_tasks(t["source"], t.get("path"), t.get("ids"), t.get("limit"))
+        frame = tasks_frame(tasks, preset, t.get("reader_seed", 0))
     write_tasks(frame, io.out("tasks"))
     log.info("wrote %s (%d tasks)", io.out("tasks"), len(frame))
 
@@ -145,6 +152,17 @@ def run_simulate(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     models, settings, preset = _pair_models(s, rt)
     simulate_block(read_tasks(io.one("tasks")), int(s.block), int(s.block_size), int(s.seed), models, settings,
                    preset, io.out("episodes"), (io.out("reps1"), io.out("reps2")), tom_mode=s.get("tom_mode"))
+
+
+@step("read-transcript", "two models read one block of recorded conversations, each as one participant",
+      "tasks transcript", "episodes reps1 reps2")
+def run_read_transcript(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
+    from .simulation.tasks import read_tasks
+    from .simulation.transcripts import read_transcript_block
+
+    models, _, preset = _pair_models(s, rt)
+    read_transcript_block(io.one("transcript"), read_tasks(io.one("tasks")), int(s.block), int(s.block_size), models,
+                          preset, io.out("episodes"), (io.out("reps1"), io.out("reps2")))
 
 
 @step("read-passive", "passive re-reading of one block's recorded prompts", "tasks episodes", "reps1 reps2")
@@ -285,6 +303,23 @@ def run_surrogate_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) ->
                   skip_inapplicable=bool(s.get("skip_inapplicable")), progress=progress)
 
 
+@step("measures", "CKA, RSA and Procrustes grids of one pair: every condition and direction, on the R2 splits' "
+      "test rows", "genuine passive", "grids")
+def run_measures_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
+    from .synchrony.measures import run_measures
+
+    run_measures(io.many("genuine"), io.many("passive"), s.conditions, s.directions, s.split, s.measures,
+                 io.out("grids"), pair=s.pair)
+
+
+@step("lag-profile", "SyncR2 of one pair at every lag -K..K with a turn-rotation band", "genuine", "profile")
+def run_lag_profile_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
+    from .analysis.lag_profile import run_lag_profile
+
+    run_lag_profile(io.many("genuine"), s.directions, int(s.max_lag), s.split, io.out("profile"), ridge=s.ridge,
+                    n_perm=int(s.n_perm), seed=int(s.seed), pair=s.pair, device=rt.get("device"))
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -344,6 +379,23 @@ def run_surrogate_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool)
     from .report.steps import surrogate_report
 
     surrogate_report(io.many("draws"), io.out("summary"), io.out("figures"), s.get("stem", "surrogate_null"))
+
+
+@step("measures-summary", "the measures table (SyncR2 beside CKA, RSA, Procrustes) and its figure",
+      "grids synchrony", "summary figures=reports/figures")
+def run_measures_summary_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
+    from .report.steps import measures_report
+
+    measures_report(io.many("grids"), io.one("synchrony"), s.conditions, s.statistics, io.out("summary"),
+                    io.out("figures"))
+
+
+@step("lag-profile-summary", "the lag-profile table of every pair and one figure per pair", "profiles",
+      "summary figures=reports/figures")
+def run_lag_profile_summary(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
+    from .report.steps import lag_profile_report
+
+    lag_profile_report(io.many("profiles"), s.naming, s.statistics, io.out("summary"), io.out("figures"))
 
 
 # --------------------------------------------------------------------------- the workflow's commands

@@ -44,9 +44,14 @@ class WorkflowPlan:
     mlp_pairs: list[str] = field(default_factory=list)
     surrogate_pairs: list[str] = field(default_factory=list)
     surrogate_conditions: list[str] = field(default_factory=list)
+    #: the pairs of the similarity measures and of the lag profile ([] when the section asks for none)
+    measure_pairs: list[str] = field(default_factory=list)
+    lag_pairs: list[str] = field(default_factory=list)
     #: the ToM condition's ordered pairs and simulation seeds (config ``tom``)
     tom_pairs: dict[str, tuple[str, str]] = field(default_factory=dict)
     tom_seeds: list[int] = field(default_factory=list)
+    #: a study of recorded conversations (tasks.source transcripts): read, not simulated, and not judged
+    transcripts: bool = False
     #: a local judge's checkpoint (None for an HTTP judge), and the made files it needs
     judge_model: str | None = None
     judge_inputs: list[str] = field(default_factory=list)
@@ -82,8 +87,11 @@ class WorkflowPlan:
             mlp_pairs=robustness_pairs(config, "nonlinear"),
             surrogate_pairs=robustness_pairs(config, "surrogate"),
             surrogate_conditions=[c for c in analysis["surrogate"]["conditions"] if c in conditions],
+            measure_pairs=robustness_pairs(config, "measures") if analysis["measures"]["measures"] else [],
+            lag_pairs=robustness_pairs(config, "lag_profile") if analysis["lag_profile"]["max_lag"] else [],
             tom_pairs={pair_key(str(a), str(b)): (str(a), str(b)) for a, b in (config.get("tom") or {}).get("pairs", [])},
             tom_seeds=[int(s) for s in (config.get("tom") or {}).get("seeds", [0])],
+            transcripts=tasks["source"] == "transcripts",
         )
         plan.study.context["model_dirs"] = {m: plan.model_dir(m) for m in config["models"]}
         plan.judge_model, plan.judge_inputs = plan._local_judge()
@@ -127,6 +135,11 @@ class WorkflowPlan:
         return None, []
 
     # --- files ----------------------------------------------------------------------------
+
+    def task_files(self) -> list[str]:
+        """The task source files the tasks job reads as inputs (the transcript file; [] for Sotopia data,
+        whose directory is checked when the config is read)."""
+        return [self.config["tasks"]["path"]] if self.transcripts else []
 
     def episodes(self, seeds: Sequence[int] | None = None) -> list[str]:
         """Every episode block of every pair, for ``seeds`` (all by default)."""

@@ -1,4 +1,5 @@
-# Robustness (README, "Robustness"): sensitivity analyses, nonlinear maps, the surrogate null.
+# Robustness (README, "Robustness"): sensitivity analyses, nonlinear maps, the surrogate null;
+# beyond SyncR2 (README, "Beyond SyncR2"): other similarity measures and the lag profile.
 # Each runs alone through its target, e.g. snakemake -c 2 results/sensitivity/sample_size.parquet
 rule sensitivity_analysis:
     """CPU job: one sensitivity analysis (top_k, no_clip, sample_size, persona_split) of every pair."""
@@ -120,3 +121,85 @@ rule surrogate:
         settings=settings("surrogate"),
     shell:
         cli("surrogate-summary")
+
+
+rule measure_grids:
+    """CPU job: CKA, RSA and Procrustes of every layer pair of one pair, every condition and direction."""
+    input:
+        genuine=lambda wc: PLAN.rep_shards(wc.pair, "genuine"),
+        passive=lambda wc: (
+            PLAN.rep_shards(wc.pair, "passive") if "passive" in CONDITIONS else []
+        ),
+    output:
+        grids="results/measures/{pair}.parquet",
+    log:
+        "logs/measures/{pair}.log",
+    conda:
+        env("measure_grids")
+    resources:
+        **placement("measure_grids"),
+    params:
+        settings=settings("measure_grids"),
+    shell:
+        cli("measures")
+
+
+rule measures:
+    """CPU job: the measures table (SyncR2 beside the others) and its figure."""
+    input:
+        grids=expand("results/measures/{pair}.parquet", pair=PLAN.measure_pairs),
+        synchrony="results/summary/synchrony.parquet",
+    output:
+        summary="results/summary/measures.parquet",
+        figures=figure_files(["measures"], "measures", "Beyond SyncR2"),
+    log:
+        "logs/measures/all.log",
+    conda:
+        env("measures")
+    resources:
+        **placement("measures"),
+    params:
+        settings=settings("measures"),
+    shell:
+        cli("measures-summary")
+
+
+rule lag_profile:
+    """CPU job: SyncR2 of one pair at every lag -K..K, with a turn-rotation surrogate band."""
+    input:
+        genuine=lambda wc: PLAN.rep_shards(wc.pair, "genuine"),
+    output:
+        profile="results/lag_profile/{pair}.parquet",
+    log:
+        "logs/lag_profile/{pair}.log",
+    conda:
+        env("lag_profile")
+    resources:
+        **placement("lag_profile"),
+    params:
+        settings=settings("lag_profile"),
+    shell:
+        cli("lag-profile")
+
+
+rule lag_profiles:
+    """CPU job: every pair's lag profile in one table, and one figure per pair."""
+    input:
+        profiles=expand("results/lag_profile/{pair}.parquet", pair=PLAN.lag_pairs),
+    output:
+        summary="results/summary/lag_profile.parquet",
+        figures=figure_files(
+            [f"lag_profile_{p}" for p in PLAN.lag_pairs],
+            "lag_profile",
+            "Beyond SyncR2",
+        ),
+    log:
+        "logs/lag_profile/all.log",
+    conda:
+        env("lag_profiles")
+    resources:
+        **placement("lag_profiles"),
+    params:
+        settings=settings("lag_profiles"),
+    shell:
+        cli("lag-profile-summary")

@@ -1,5 +1,7 @@
 rule tasks:
-    """Sotopia tasks (or the demo set) -> the normalized task table with rendered intros."""
+    """Sotopia tasks (the demo set, or a transcript's conversations) -> the task table with rendered intros."""
+    input:
+        PLAN.task_files(),
     output:
         tasks="results/tasks.parquet",
     log:

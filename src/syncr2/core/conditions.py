@@ -39,6 +39,13 @@ class Condition:
             return cls(name, "genuine", int(m.group(1)))
         raise DatasetError(f"unknown condition {name!r}: use 'experimental', 'passive' or 'lagK' with K >= 1")
 
+    @classmethod
+    def at_lag(cls, lag: int) -> "Condition":
+        """The genuine condition at ``lag`` partner turns: ``experimental`` at 0, ``lagK`` above, ``lag-K``
+        below (the lag profile's negative lags: the target is the partner's EARLIER turn t + 1 - 2K)."""
+        lag = int(lag)
+        return cls("experimental" if lag == 0 else f"lag{lag}", "genuine", lag)
+
 
 def direction_speakers(direction: str) -> tuple[int, int]:
     """(source speaker, target speaker) of a direction."""

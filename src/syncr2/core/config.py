@@ -40,7 +40,9 @@ def samples_per_episode(max_turns: int, direction: str, lag: int) -> int:
     """Most (source, target) pairs one episode of ``max_turns`` turns can give."""
     src_speaker, _ = direction_speakers(direction)
     first = src_speaker - 1  # first source turn: 0 (AtoB) or 1 (BtoA)
-    last_source = max_turns - 1 - (1 + 2 * lag)  # latest t with target t + 1 + 2 lag in range
+    if 1 + 2 * lag < 0:  # a negative lag: the target turn t + 1 + 2 lag must be >= 0
+        first += max(0, -(1 + 2 * lag) - first + 1) // 2 * 2
+    last_source = min(max_turns - 1, max_turns - 1 - (1 + 2 * lag))  # latest t whose target is in range
     if last_source < first:
         return 0
     return (last_source - first) // 2 + 1
@@ -53,7 +55,7 @@ def check_config(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | None
     prompt preset's ``passive_seeds``; default all), for its sample capacity.
     """
     problems = (_model_problems(cfg) + _size_problems(cfg, n_tasks, passive_seeds) + _judge_problems(cfg)
-                + _robustness_problems(cfg) + _tom_problems(cfg, n_tasks))
+                + _robustness_problems(cfg) + _tom_problems(cfg, n_tasks) + _transcript_problems(cfg))
     models = cfg["models"]
     order = (cfg.get("analysis") or {}).get("model_order")
     if order and sorted(order) != sorted(models):
@@ -80,6 +82,24 @@ def _tom_problems(cfg: Mapping[str, Any], n_tasks: int) -> list[str]:
     if n_tasks < 3:
         problems.append(f"tom.pairs: the ToM decoding splits tasks into test, validation and fit parts and needs "
                         f"at least 3 tasks; the study has {n_tasks}")
+    return problems
+
+
+def _transcript_problems(cfg: Mapping[str, Any]) -> list[str]:
+    """What a study of recorded transcripts cannot run: more seeds, the ToM condition, performance analyses."""
+    if (cfg.get("tasks") or {}).get("source") != "transcripts":
+        return []
+    problems = []
+    if [int(s) for s in cfg["seeds"]] != [0]:
+        problems.append(f"seeds: a transcript is read once, deterministically; set seeds: [0] (got {cfg['seeds']})")
+    if (cfg.get("tom") or {}).get("pairs"):
+        problems.append("tom.pairs: the ToM condition instructs simulated agents; a transcript study has none: "
+                        "set tom.pairs: []")
+    needs_performance = [a for a in ((cfg.get("analysis") or {}).get("sensitivity") or {}).get("analyses") or []
+                         if a in ("top_k", "sample_size")]
+    if needs_performance:
+        problems.append(f"analysis.sensitivity.analyses: {', '.join(needs_performance)} correlate SyncR2 with the "
+                        f"judge's social performance, which a recorded conversation has not; drop them")
     return problems
 
 
@@ -139,6 +159,18 @@ def _size_problems(cfg: Mapping[str, Any], n_tasks: int, passive_seeds: int | No
                     f"({n_tasks} tasks x {n_seeds} seeds x {per_episode} per episode of {max_turns} turns); "
                     f"lower r2.size to <= {capacity} or add tasks/seeds"
                 )
+    lags = (cfg.get("analysis") or {}).get("lag_profile") or {}
+    max_lag = int(lags.get("max_lag", 0))
+    if max_lag and robustness_pairs(cfg, "lag_profile"):
+        for lag in (-max_lag, max_lag):
+            for direction in cfg["directions"]:
+                capacity = samples_per_episode(max_turns, direction, lag) * seeds * n_tasks
+                if capacity < size:
+                    problems.append(
+                        f"analysis.lag_profile.max_lag is {max_lag} but lag {lag:+d} {direction} can give at most "
+                        f"{capacity} samples of the r2.size {size} ({max_turns} turns per episode); lower max_lag "
+                        f"or raise generation.max_turns")
+                    break
     return problems
 
 
@@ -146,7 +178,7 @@ def _judge_problems(cfg: Mapping[str, Any]) -> list[str]:
     """A missing judge, an HTTP judge without a URL, a local judge without a model."""
     judge = cfg.get("judge") or {}
     if not judge:
-        return [] if cfg.get("synthetic") else [
+        return [] if cfg.get("synthetic") or (cfg.get("tasks") or {}).get("source") == "transcripts" else [
             "judge: missing; a study of LLMs needs a judge section (see config/config.yaml)"]
     if judge.get("backend") == "openai_http":
         if not (judge.get("openai_http") or {}).get("base_url"):
@@ -166,7 +198,8 @@ def _chosen_pairs(cfg: Mapping[str, Any], analysis: str) -> list[str] | str:
 
 
 def robustness_pairs(cfg: Mapping[str, Any], analysis: str) -> list[str]:
-    """The study's ordered pair keys that ``analysis.nonlinear`` or ``analysis.surrogate`` runs on.
+    """The study's ordered pair keys that an analysis section with ``pairs`` (``nonlinear``, ``surrogate``,
+    ``measures``, ``lag_profile``) runs on.
 
     ``all``: every pair. A listed pair the study does not run (a reduced
     ``pairs``) is left out, as a condition the study does not run is.
@@ -190,7 +223,7 @@ def _robustness_problems(cfg: Mapping[str, Any]) -> list[str]:
         problems.append("analysis.sensitivity.analyses: persona_split needs Sotopia tasks with personas; the "
                         "known-answer study has none: drop persona_split")
     models = set(cfg["models"])
-    for name in ("nonlinear", "surrogate"):
+    for name in ("nonlinear", "surrogate", "measures", "lag_profile"):
         chosen = _chosen_pairs(cfg, name)
         bad = [] if chosen == "all" else [
             str(p) for p in chosen if len(str(p).split("__")) != 2 or not set(str(p).split("__")) <= models]

@@ -153,7 +153,7 @@ class Placement:
 
 
 #: Rules whose jobs always need a GPU; the judge needs one with a local backend, the MLP maps off the CPU.
-GPU_RULES = ("simulate", "read_passive", "simulate_tom")
+GPU_RULES = ("simulate", "read_passive", "simulate_tom", "read_transcript")
 
 
 #: The typed parts a step's JSON may hold, by key.
@@ -240,11 +240,11 @@ class Study:
     def run_options(self, rule: str, wildcards: Mapping[str, str]) -> dict[str, Any]:
         """A job's run options (the ``--runtime`` JSON): where and in what batches it runs."""
         cfg = self.config
-        if rule in ("simulate", "read_passive", "simulate_tom"):
+        if rule in ("simulate", "read_passive", "simulate_tom", "read_transcript"):
             return {"models": [model_runtime(self, m) for m in self.models_in(wildcards["pair"])]}
         if rule == "judge":
             return judge_settings(cfg, self.context.get("judge_model"))[1]
-        if rule in ("r2_table", "relationships", "surrogate_draws"):
+        if rule in ("r2_table", "relationships", "surrogate_draws", "lag_profile"):
             return {"device": cfg["r2"]["device"]}
         if rule == "mlp_table":
             return {"device": cfg["analysis"]["nonlinear"]["device"]}
@@ -281,6 +281,8 @@ RULE_SETTINGS: dict[str, Callable[[Study, Mapping[str, Any], dict], dict[str, An
     "simulate": lambda st, cfg, wc: dict(models=st.models_of(wc["pair"]), generation=cfg["generation"],
                                          templates=st.context["templates"], block_size=cfg["tasks"]["block_size"],
                                          **_block(wc)),
+    "read_transcript": lambda st, cfg, wc: dict(models=st.models_of(wc["pair"]), templates=st.context["templates"],
+                                                block_size=cfg["tasks"]["block_size"], **_block(wc)),
     "read_passive": lambda st, cfg, wc: dict(models=st.models_of(wc["pair"]), templates=st.context["templates"]),
     "simulate_tom": lambda st, cfg, wc: dict(RULE_SETTINGS["simulate"](st, cfg, wc), tom_mode=st.tom.mode),
     "tom_decode": lambda st, cfg, wc: dict(pair=wc["pair"], tom=st.tom),
@@ -315,6 +317,14 @@ RULE_SETTINGS: dict[str, Callable[[Study, Mapping[str, Any], dict], dict[str, An
                                                 direction=wc["direction"], split=st.split, ridge=st.ridge,
                                                 surrogate=st.surrogate),
     "surrogate": lambda st, cfg, wc: dict(stem="surrogate_null"),
+    "measure_grids": lambda st, cfg, wc: dict(pair=wc["pair"], conditions=cfg["conditions"],
+                                              directions=cfg["directions"], split=st.split,
+                                              measures=cfg["analysis"]["measures"]["measures"]),
+    "measures": lambda st, cfg, wc: dict(conditions=cfg["conditions"], statistics=st.statistics),
+    "lag_profile": lambda st, cfg, wc: dict(pair=wc["pair"], directions=cfg["directions"], split=st.split,
+                                            ridge=st.ridge, **{k: cfg["analysis"]["lag_profile"][k]
+                                                               for k in ("max_lag", "n_perm", "seed")}),
+    "lag_profiles": _REPORT,
     "synthesize": lambda st, cfg, wc: dict(study=cfg["synthetic"], pair=wc["pair"], models=list(st.pairs()[wc["pair"]]),
                                            n_tasks=st.context["n_tasks"], block_size=cfg["tasks"]["block_size"],
                                            **_block(wc)),

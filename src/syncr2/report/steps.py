@@ -113,3 +113,31 @@ def tom_report(tables: Sequence[PathLike], tasks: Sequence[PathLike], episodes: 
                                    ("Format compliance per model", rates)], f"{tables_dir}/{TABLE_STEM}.html",
                                   "Theory of Mind decoding"))
     log.info("wrote %s", ", ".join(map(str, paths)))
+
+
+def measures_report(grids: Sequence[PathLike], synchrony: PathLike, conditions: Sequence[str], statistics: Statistics,
+                    out: PathLike, figures_dir: PathLike) -> None:
+    """The measures table (with SyncR2 beside the other measures) and its figure."""
+    from ..synchrony.measures import run_measures_summary
+    from .beyond_figures import measures_figure
+
+    score = "syncr2_unclipped" if statistics.syncr2 == "unclipped" else "syncr2"
+    summary = run_measures_summary(grids, synchrony, out, score)
+    measures_figure(summary, conditions, figures_dir)
+
+
+def lag_profile_report(profiles: Sequence[PathLike], naming: PairNaming, statistics: Statistics, out: PathLike,
+                       figures_dir: PathLike) -> None:
+    """Every pair's lag profile in one table, and one figure per pair."""
+    from ..analysis.lag_profile import COLUMNS
+    from ..core.atomic import read_table, write_table
+    from .beyond_figures import lag_profile_figure
+
+    frame = pd.concat([read_table(p, COLUMNS, "lag profile") for p in profiles], ignore_index=True)
+    write_table(frame, out, COLUMNS, "lag profile", only=True)
+    log.info("wrote %s (%d rows)", out, len(frame))
+    from .social_figures import pair_label
+
+    for pair in sorted(frame.pair.unique()):
+        lag_profile_figure(frame, pair, figures_dir, statistics.syncr2, pair_label(*pair.split("__"),
+                                                                                      naming.abbreviations))

@@ -257,13 +257,18 @@ def count_selected_tasks(
         if not isinstance(combos, list):
             raise TaskDataError(f"{d / 'env_agent_combos.json'}: expected a JSON list of combos, got {type(combos).__name__}")
         n = len(combos)
+    elif source == "transcripts":
+        from .transcripts import count_conversations
+
+        return count_conversations(_required_path(source, path), ids, limit)
     elif source == "sotopia_local":
         folder = Path(_required_path(source, path)) / "EnvAgentComboStorage"
         if not folder.is_dir():
             raise TaskDataError(f"{folder}: directory not found (is {path} a Sotopia local-storage directory?)")
         n = len(list(folder.glob("*.json")))
     else:
-        raise TaskDataError(f"tasks.source must be demo, sotopia_exports or sotopia_local, got {source!r}")
+        raise TaskDataError(f"tasks.source must be demo, sotopia_exports, sotopia_local or transcripts, "
+                            f"got {source!r}")
     if ids is not None:
         unknown = sorted({int(i) for i in ids} - set(range(n)))
         if unknown:
@@ -278,7 +283,8 @@ def _required_path(source: str, path: str | os.PathLike[str] | None) -> str | os
     """``path``, or an error saying how to set it."""
     if not path:
         raise TaskDataError(
-            f"tasks.path is not set but tasks.source is {source!r}: give the directory of your Sotopia data, "
+            f"tasks.path is not set but tasks.source is {source!r}: give the directory of your Sotopia data "
+            f"(or your transcript file), "
             f"e.g. --config 'tasks={{\"source\": \"{source}\", \"path\": \"/data/sotopia\"}}', "
             "or set tasks.path in your config file"
         )

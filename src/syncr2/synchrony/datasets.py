@@ -7,7 +7,9 @@ B's at turn t + 1 + 2k:
 * ``experimental``: genuine source, k = 0;
 * ``passive``: the source from the passive reading of the same prompt, the
   target from the genuine run, k = 0;
-* ``lagK`` (K >= 1): genuine source, k = K.
+* ``lagK`` (K >= 1): genuine source, k = K;
+* the lag profile's negative lags (``Condition.at_lag``): genuine source,
+  k = -K, the partner's earlier turn t + 1 - 2K.
 
 Direction ``AtoB`` takes source turns t = 0, 2, 4, ... (agent 1 speaks),
 ``BtoA`` takes t = 1, 3, 5, ... (agent 2 speaks). All samples of one task, over
@@ -31,6 +33,7 @@ from ..core.conditions import (
     direction_speakers,
     split_sizes,
 )
+from ..core.config import samples_per_episode
 from ..core.shards import Shard, ShardError, ShardMeta, check_agree, open_shard
 from .ridge import LayerStreams
 
@@ -133,10 +136,9 @@ class ConditionDataset:
 
 
 def pair_turns(source_index: pd.DataFrame, target_index: pd.DataFrame, direction: str, lag: int) -> pd.DataFrame:
-    """Join source turns t with target turns t + 1 + 2*lag of the same task and seed."""
+    """Join source turns t with target turns t + 1 + 2*lag of the same task and seed (a negative lag: the
+    partner's earlier turn)."""
     src_spk, tgt_spk = direction_speakers(direction)
-    if lag < 0:
-        raise DatasetError(f"lag must be >= 0, got {lag}")
     src = source_index.reset_index().rename(columns={"index": "src_pos", "turn": "src_turn"})
     tgt = target_index.reset_index().rename(columns={"index": "tgt_pos", "turn": "tgt_turn"})
     src = src[(src.speaker == src_spk) & (src.src_turn % 2 == src_spk - 1)]
@@ -150,14 +152,15 @@ def pair_turns(source_index: pd.DataFrame, target_index: pd.DataFrame, direction
 Shards = dict[int, AgentReps] | Sequence[str | os.PathLike[str]]
 
 
-def build_dataset(genuine: Shards, condition: str, direction: str, passive: Shards | None = None) -> ConditionDataset:
+def build_dataset(genuine: Shards, condition: str | Condition, direction: str,
+                  passive: Shards | None = None) -> ConditionDataset:
     """Paired samples of ``condition`` and ``direction`` from a pair's shards.
 
     ``genuine`` holds both agents' genuine shards (all seeds and blocks), as
     paths or as :func:`open_by_speaker`'s result; ``passive`` likewise the
     passive re-readings, needed only for ``condition="passive"``.
     """
-    cond = Condition.parse(condition)
+    cond = condition if isinstance(condition, Condition) else Condition.parse(condition)
     src_spk, tgt_spk = direction_speakers(direction)
     gen = genuine if isinstance(genuine, dict) else open_by_speaker(genuine, "genuine")
     for spk in (src_spk, tgt_spk):
@@ -183,8 +186,9 @@ def build_dataset(genuine: Shards, condition: str, direction: str, passive: Shar
         turns = pd.concat([r.index for r in gen.values()])
         longest = int((turns.groupby(["task_id", "seed"])["turn"].max() + 1).max())
         raise DatasetError(
-            f"{condition} {direction}: no sample pairs; lag {cond.lag} needs episodes of at least "
-            f"{2 * cond.lag + 2 + (src_spk - 1)} turns, the longest episode has {longest} turns"
+            f"{cond.name} {direction}: no sample pairs; lag {cond.lag} needs episodes of at least "
+            f"{min(t for t in range(1, 4 * abs(cond.lag) + 8) if samples_per_episode(t, direction, cond.lag))} "
+            f"turns, the longest episode has {longest} turns"
         )
     return ConditionDataset(cond, direction, pairs, source, target)
 
