@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     stems = planned_figures(pairs, cfg["conditions"], cfg["directions"]) + ["fig5_relationships", "fig6_correlation"]
     plan = planned_sensitivity(cfg["analysis"]["sensitivity"]["analyses"])
     stems += plan["figures"] + ["surrogate_null"]
+    if cfg["analysis"].get("measures", {}).get("measures"):
+        stems += ["measures"]
+    if cfg["analysis"].get("lag_profile", {}).get("max_lag"):
+        stems += [f"lag_profile_{p}" for p in pairs]  # the default's lag_profile.pairs: all
     tom_pairs = (cfg.get("tom") or {}).get("pairs") or []
     if tom_pairs:
         stems += ["fig11_tom", "fig11_tom_layers"]

@@ -155,12 +155,16 @@ def robustness_outputs() -> tuple[list[str], list[str], list[str]]:
     tables += [f"results/r2_mlp/{p}/experimental/{d}.parquet" for p in ROBUST["nonlinear"]["pairs"] for d in DIRECTIONS]
     tables += [f"results/surrogate/{p}/{c}/{d}.parquet" for p in ROBUST["surrogate"]["pairs"]
                for c in ROBUST["surrogate"]["conditions"] for d in DIRECTIONS]
+    tables += [f"results/measures/{p}.parquet" for p in ROBUST["measures"]["pairs"]]
+    tables += [f"results/lag_profile/{p}.parquet" for p in ROBUST["lag_profile"]["pairs"]]
     parts = [f"results/sensitivity/{a}.parquet" for a in ROBUST["sensitivity"]["analyses"]]
     plan = planned_sensitivity(ROBUST["sensitivity"]["analyses"])
     finals = ["results/summary/sensitivity.parquet", "results/summary/nonlinear.parquet",
               "results/summary/surrogate.parquet", "reports/figures/surrogate_null.png",
               "reports/figures/surrogate_null.pdf"]
-    finals += [f"reports/figures/{s}.{e}" for s in plan["figures"] for e in ("png", "pdf")]
+    finals += ["results/summary/measures.parquet", "results/summary/lag_profile.parquet"]
+    finals += [f"reports/figures/{s}.{e}" for s in plan["figures"] + ["measures"] for e in ("png", "pdf")]
+    finals += [f"reports/figures/lag_profile_{p}.{e}" for p in ROBUST["lag_profile"]["pairs"] for e in ("png", "pdf")]
     finals += [f"reports/tables/{s}.{e}" for s in plan["tables"] + ["table5_nonlinear"] for e in ("csv", "md")]
     return tables, parts, finals
 

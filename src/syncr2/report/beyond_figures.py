@@ -13,7 +13,6 @@ docs/analyses.md, "Other similarity measures" and "Lag profile".
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,9 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .figures import _save
-
-log = logging.getLogger(__name__)
+from .figures import save_figure
 
 MEASURE_TITLES = {"syncr2": "$SyncR^2$ (ridge maps)", "cka": "linear CKA (debiased)", "rsa": "RSA (Spearman of RDMs)",
                   "procrustes": "orthogonal Procrustes"}
@@ -69,7 +66,7 @@ def measures_figure(summary: pd.DataFrame, conditions: Sequence[str], out_dir: s
     n_pairs = rows.pair.nunique()
     score = COMBINED if direction == "combined" else "A$\\rightarrow$B"
     fig.suptitle(f"Does the condition ordering survive another measure? ({n_pairs} pair(s), {score})", fontsize=10)
-    return _write(fig, out_dir, stem)
+    return save_figure(fig, out_dir, stem)
 
 
 def lag_profile_figure(profile: pd.DataFrame, pair: str, out_dir: str | os.PathLike[str], score: str = "unclipped",
@@ -98,13 +95,4 @@ def lag_profile_figure(profile: pd.DataFrame, pair: str, out_dir: str | os.PathL
     axes[0][0].legend(fontsize=7, loc="best")
     n_perm = int(sub.n_perm.iloc[0])
     fig.suptitle(f"Lag profile of {label or pair} ({n_perm} turn-rotation draws per lag)", fontsize=10)
-    return _write(fig, out_dir, f"lag_profile_{pair}")
-
-
-def _write(fig: plt.Figure, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = _save(fig, out, stem)
-    for p in paths:
-        log.info("wrote %s", p)
-    return paths
+    return save_figure(fig, out_dir, f"lag_profile_{pair}")

@@ -71,6 +71,16 @@ def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
+def save_figure(fig: plt.Figure, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
+    """Write ``fig`` as ``{stem}.png`` and ``.pdf`` into ``out_dir`` (made if missing), atomically; log each path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = _save(fig, out, stem)
+    for p in paths:
+        log.info("wrote %s", p)
+    return paths
+
+
 MAX_ANNOTATED_CELLS = 100
 # An all-negative range wider than this ratio (|min| / |max|) is drawn on a log
 # scale of -R2, so one outlier layer pair does not flatten every other colour.

@@ -11,7 +11,6 @@ next to the mode they belong to.
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -23,12 +22,11 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.surrogate import MODES, summarize_surrogate
-from .figures import _save
+from .figures import save_figure
 
-log = logging.getLogger(__name__)
-
-MODE_COLORS = {"pseudo_task": "tab:blue", "pseudo_seed": "tab:green", "shuffle_within": "tab:purple"}
-MODE_SHORT = {"pseudo_task": "task", "pseudo_seed": "seed", "shuffle_within": "within"}
+MODE_COLORS = {"pseudo_task": "tab:blue", "pseudo_seed": "tab:green", "shuffle_within": "tab:purple",
+               "turn_rotation": "tab:orange"}
+MODE_SHORT = {"pseudo_task": "task", "pseudo_seed": "seed", "shuffle_within": "within", "turn_rotation": "rotation"}
 ARROWS = {"AtoB": "A $\\rightarrow$ B", "BtoA": "B $\\rightarrow$ A", "combined": "(A$\\rightarrow$B + B$\\rightarrow$A) / 2"}
 
 
@@ -98,13 +96,8 @@ def surrogate_figure(draws: pd.DataFrame, out_dir: str | os.PathLike[str], stem:
                 ax.text(0.5, 0.5, f"{pair}\n{direction}: no draws", ha="center", va="center", fontsize=8)
                 continue
             draw_null_panel(ax, sub, sub_sum, f"{pair} ({cond}), {ARROWS.get(direction, direction)}")
-    fig.suptitle("Real $SyncR^2$ against pseudo-pair and shuffle nulls (unclipped)", fontsize=10)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = _save(fig, out, stem)
-    for p in paths:
-        log.info("wrote %s", p)
-    return paths
+    fig.suptitle("Real $SyncR^2$ against pseudo-pair, shuffle and rotation nulls (unclipped)", fontsize=10)
+    return save_figure(fig, out_dir, stem)
 
 
 def _combined_draws(draws: pd.DataFrame) -> pd.DataFrame:
