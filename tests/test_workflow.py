@@ -155,7 +155,7 @@ def robustness_outputs() -> tuple[list[str], list[str], list[str]]:
     tables += [f"results/r2_mlp/{p}/experimental/{d}.parquet" for p in ROBUST["nonlinear"]["pairs"] for d in DIRECTIONS]
     tables += [f"results/surrogate/{p}/{c}/{d}.parquet" for p in ROBUST["surrogate"]["pairs"]
                for c in ROBUST["surrogate"]["conditions"] for d in DIRECTIONS]
-    tables += [f"results/measures/{p}.parquet" for p in ROBUST["measures"]["pairs"]]
+    tables += [f"results/measures/{p}/{c}.parquet" for p in ROBUST["measures"]["pairs"] for c in CONDITIONS]
     tables += [f"results/lag_profile/{p}.parquet" for p in ROBUST["lag_profile"]["pairs"]]
     parts = [f"results/sensitivity/{a}.parquet" for a in ROBUST["sensitivity"]["analyses"]]
     plan = planned_sensitivity(ROBUST["sensitivity"]["analyses"])
@@ -201,7 +201,7 @@ def test_smoke_dag_from_scratch(workdir):
         "surrogate_draws": len(ROBUST["surrogate"]["pairs"]) * len(DIRECTIONS), "surrogate": 1,
         "sensitivity_analysis": len(ROBUST["sensitivity"]["analyses"]), "sensitivity": 1,
         "simulate_tom": len(TOM["pairs"]) * len(TOM["seeds"]) * len(BLOCKS), "tom_decode": len(TOM["pairs"]), "tom": 1,
-        "measure_grids": len(ROBUST["measures"]["pairs"]), "measures": 1,
+        "measure_grids": len(ROBUST["measures"]["pairs"]) * len(CONDITIONS), "measures": 1,
         "lag_profile": len(ROBUST["lag_profile"]["pairs"]), "lag_profiles": 1,
     })
     r2_outputs = sorted(o for rule, outs in jobs if rule == "r2_table" for o in outs)
@@ -350,7 +350,7 @@ def test_paper_config_lists_the_full_job_set(workdir):
         # Figure 11: M3 and L3, each with itself, seeds 0-2, the same blocks
         "simulate_tom": 2 * 3 * 9, "tom_decode": 2, "tom": 1,
         # beyond the paper: the similarity measures and the lag profile of every pair
-        "measure_grids": 36, "measures": 1, "lag_profile": 36, "lag_profiles": 1,
+        "measure_grids": 36 * 4, "measures": 1, "lag_profile": 36, "lag_profiles": 1,
     })
     tom = next(block for rule, block in jobs if rule == "simulate_tom")
     assert "gpu=1" in tom and "slurm_partition=gpu" in tom

@@ -303,8 +303,8 @@ def run_surrogate_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) ->
                   skip_inapplicable=bool(s.get("skip_inapplicable")), progress=progress)
 
 
-@step("measures", "CKA, RSA and Procrustes grids of one pair: every condition and direction, on the R2 splits' "
-      "test rows", "genuine passive", "grids")
+@step("measures", "CKA, RSA and Procrustes grids of one pair's conditions (settings: conditions), both directions, "
+      "on the R2 splits' test rows", "genuine passive", "grids")
 def run_measures_step(s: StepSettings, rt: dict, io: StepIO, progress: bool) -> None:
     from .synchrony.measures import run_measures
 

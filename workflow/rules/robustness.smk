@@ -124,16 +124,14 @@ rule surrogate:
 
 
 rule measure_grids:
-    """CPU job: CKA, RSA and Procrustes of every layer pair of one pair, every condition and direction."""
+    """CPU job: CKA, RSA and Procrustes of every layer pair of one (pair, condition), both directions."""
     input:
-        genuine=lambda wc: PLAN.rep_shards(wc.pair, "genuine"),
-        passive=lambda wc: (
-            PLAN.rep_shards(wc.pair, "passive") if "passive" in CONDITIONS else []
-        ),
+        genuine=shards("genuine"),
+        passive=shards("passive"),
     output:
-        grids="results/measures/{pair}.parquet",
+        grids="results/measures/{pair}/{condition}.parquet",
     log:
-        "logs/measures/{pair}.log",
+        "logs/measures/{pair}/{condition}.log",
     conda:
         env("measure_grids")
     resources:
@@ -147,7 +145,11 @@ rule measure_grids:
 rule measures:
     """CPU job: the measures table (SyncR2 beside the others) and its figure."""
     input:
-        grids=expand("results/measures/{pair}.parquet", pair=PLAN.measure_pairs),
+        grids=expand(
+            "results/measures/{pair}/{c}.parquet",
+            pair=PLAN.measure_pairs,
+            c=CONDITIONS,
+        ),
         synchrony="results/summary/synchrony.parquet",
     output:
         summary="results/summary/measures.parquet",

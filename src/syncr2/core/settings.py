@@ -317,7 +317,7 @@ RULE_SETTINGS: dict[str, Callable[[Study, Mapping[str, Any], dict], dict[str, An
                                                 direction=wc["direction"], split=st.split, ridge=st.ridge,
                                                 surrogate=st.surrogate),
     "surrogate": lambda st, cfg, wc: dict(stem="surrogate_null"),
-    "measure_grids": lambda st, cfg, wc: dict(pair=wc["pair"], conditions=cfg["conditions"],
+    "measure_grids": lambda st, cfg, wc: dict(pair=wc["pair"], conditions=[wc["condition"]],
                                               directions=cfg["directions"], split=st.split,
                                               measures=cfg["analysis"]["measures"]["measures"]),
     "measures": lambda st, cfg, wc: dict(conditions=cfg["conditions"], statistics=st.statistics),
