@@ -163,3 +163,16 @@ def test_too_few_test_rows_are_recorded_not_averaged_away(planted, tmp_path):
     assert np.isnan(both.value) and "BtoA: cka needs at least 4 test rows" in both.note
     with pytest.raises(MeasureError, match=r"a__b lag5 BtoA: .*no sample pairs"):
         run_measures(planted, None, ["lag5"], ["BtoA"], split, ["cka"], tmp_path / "h.parquet", pair="a__b")
+
+
+def test_the_measures_figure_draws_undefined_values_as_gaps(planted, tmp_path):
+    from syncr2.report.beyond_figures import condition_ordering, measures_figure
+
+    split = Split(size=12, test_fraction=0.1, split_seeds=(0, 1))
+    grids = run_measures(planted, None, ["experimental", "lag1"], ["AtoB", "BtoA"], split, ["cka", "rsa"],
+                         tmp_path / "g.parquet", pair="a__b")
+    summary = summarize_measures(grids)
+    assert summary.value.isna().any()  # lag1's CKA has too few test rows
+    paths = measures_figure(summary, ["experimental", "lag1"], tmp_path / "fig")
+    assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
+    assert condition_ordering(pd.Series({"a": 0.1, "b": 0.3, "c": 0.2})) == "b > c > a"
