@@ -59,7 +59,9 @@ def measures_figure(summary: pd.DataFrame, conditions: Sequence[str], out_dir: s
         ax.plot(x, mean.to_numpy(), color="black", linewidth=2, marker="s", markersize=5, label="mean over pairs")
         ax.set_xticks(x, conds, rotation=30, fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(f"{MEASURE_TITLES[measure]}\n{condition_ordering(mean.dropna())}", fontsize=8)
+        undefined = [c for c in conds if np.isnan(mean[c])]
+        note = f"\nundefined (too few test rows): {', '.join(undefined)}" if undefined else ""
+        ax.set_title(f"{MEASURE_TITLES[measure]}\n{condition_ordering(mean.dropna())}{note}", fontsize=8)
         ax.grid(axis="y", linewidth=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel("score (thin: each pair, SE over split seeds)", fontsize=8)

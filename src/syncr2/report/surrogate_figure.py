@@ -96,7 +96,7 @@ def surrogate_figure(draws: pd.DataFrame, out_dir: str | os.PathLike[str], stem:
                 ax.text(0.5, 0.5, f"{pair}\n{direction}: no draws", ha="center", va="center", fontsize=8)
                 continue
             draw_null_panel(ax, sub, sub_sum, f"{pair} ({cond}), {ARROWS.get(direction, direction)}")
-    fig.suptitle("Real $SyncR^2$ against pseudo-pair, shuffle and rotation nulls (unclipped)", fontsize=10)
+    fig.suptitle("Real $SyncR^2$ against its surrogate nulls (unclipped)", fontsize=10)
     return save_figure(fig, out_dir, stem)
 
 
