@@ -10,10 +10,11 @@ same fixed-size splits that the R2 tables use, for every layer pair:
   two linear Gram matrices, normalised by the unbiased self-HSICs. Needs n >= 4.
   Invariant to orthogonal transforms and isotropic scaling of either side; 1
   for identical inputs.
-* ``rsa``: representational similarity analysis. Each side's representational
-  dissimilarity matrix is the correlation distance 1 - Pearson r between every
-  two samples (scipy's ``pdist(metric="correlation")``); the score is the
-  Spearman correlation of the two RDMs' upper triangles. Needs n >= 3.
+* ``rsa``: representational similarity analysis through rsatoolbox. Each
+  side's representational dissimilarity matrix is the correlation distance
+  1 - Pearson r between every two samples (``calc_rdm(method="correlation")``);
+  the score is the Spearman correlation of the two RDMs
+  (``compare(method="spearman")``). Needs n >= 3.
 * ``procrustes``: orthogonal Procrustes similarity. Both sides are centred and
   scaled to unit Frobenius norm; the score is the nuclear norm of X^T Y, which
   is the largest trace of X^T Y Q over orthogonal Q (the narrower side padded
@@ -23,7 +24,9 @@ same fixed-size splits that the R2 tables use, for every layer pair:
 
 A side whose test rows are all equal has no geometry to compare (layer 0 of
 the last prompt token is the same token's embedding in every sample): its
-value is 0 for every measure, like a ridge map that can predict nothing.
+value is 0 for every measure, like a ridge map that can predict nothing; so is
+RSA's where a row is constant across its features (its correlation distance
+is undefined).
 
 Unlike a ridge map, none of these is fitted, so the training rows play no
 part; their split only decides which rows are the test rows, so every
@@ -33,10 +36,11 @@ Each measure's grid is summarised like SyncR2 (``synchrony.sync.sync_r2``,
 unclipped): the best target layer per source layer, the mean over source
 layers, and the SE over split seeds.
 
-Every layer is read once: per layer the centred rows (CKA, Procrustes) and the
-ranked RDM (RSA) are kept, and a layer pair costs an n x n product (CKA), a
-dot product of two ranked vectors (RSA) or an SVD of a k x k matrix with
-k <= n (Procrustes), whatever the hidden size.
+Every layer is read once: per layer its Gram matrix (CKA), its RDM (RSA) and
+the factor U S of its SVD (Procrustes) are kept, and a layer pair costs an
+n x n product (CKA), one rsatoolbox comparison of every target layer's RDM at
+once (RSA) or an SVD of a k x k matrix with k <= n (Procrustes), whatever the
+hidden size.
 """
 
 from __future__ import annotations
@@ -46,11 +50,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.spatial.distance import pdist
-from scipy.stats import rankdata
 
 from ..core.atomic import read_table, write_table
 from ..core.conditions import DatasetError
@@ -115,17 +118,38 @@ def linear_cka(X: np.ndarray, Y: np.ndarray, debiased: bool = True) -> float:
     return float(xy / np.sqrt(xx * yy)) if xx > 0 and yy > 0 else 0.0
 
 
-def rdm(X: np.ndarray) -> np.ndarray:
-    """The condensed representational dissimilarity matrix: correlation distance between every two rows."""
-    return pdist(np.asarray(X, dtype=np.float64), metric="correlation")
+def rdm(X: np.ndarray) -> Any:
+    """rsatoolbox's representational dissimilarity matrix (``RDMs``) of the rows of X: correlation distance."""
+    from rsatoolbox.data import Dataset
+    from rsatoolbox.rdm import calc_rdm
+
+    with np.errstate(invalid="ignore", divide="ignore"):  # a row constant across its features: NaN, handled
+        return calc_rdm(Dataset(np.asarray(X, dtype=np.float64)), method="correlation")
 
 
 def rsa(X: np.ndarray, Y: np.ndarray) -> float:
-    """RSA of rows X and Y: the Spearman correlation of their correlation-distance RDMs."""
+    """RSA of rows X and Y: the Spearman correlation of their correlation-distance RDMs (rsatoolbox)."""
     if len(X) < 3:
         raise MeasureError(f"RSA needs at least 3 rows (2 dissimilarities), got {len(X)}")
-    a, b = _ranked_unit(rdm(X)), _ranked_unit(rdm(Y))
-    return float(a @ b) if a is not None and b is not None else 0.0
+    return float(_rsa_row(rdm(X), [rdm(Y)])[0])
+
+
+def _informative(rdms: Any) -> bool:
+    """Whether an RDM has a geometry to compare: finite (no row constant across its features) and not constant."""
+    v = rdms.get_vectors()[0]
+    return bool(np.isfinite(v).all() and np.ptp(v) > 0)
+
+
+def _rsa_row(source: Any, targets: list[Any]) -> np.ndarray:
+    """Spearman correlation (rsatoolbox's ``compare``) of one RDM with each of ``targets``; 0 where either has
+    no geometry (module docstring)."""
+    from rsatoolbox.rdm import compare, concat
+
+    row = np.zeros(len(targets))
+    usable = [i for i, t in enumerate(targets) if _informative(t)]
+    if usable and _informative(source):
+        row[usable] = compare(source, concat([targets[i] for i in usable]), method="spearman")[0]
+    return row
 
 
 def procrustes_similarity(X: np.ndarray, Y: np.ndarray) -> float:
@@ -134,14 +158,6 @@ def procrustes_similarity(X: np.ndarray, Y: np.ndarray) -> float:
     if a is None or b is None:
         return 0.0
     return float(np.linalg.svd(a.T @ b, compute_uv=False).sum())
-
-
-def _ranked_unit(d: np.ndarray) -> np.ndarray | None:
-    """Ranks of ``d``, centred and scaled to unit norm (so a dot product is Spearman's rho); None if constant."""
-    r = rankdata(d)
-    r = r - r.mean()
-    norm = np.linalg.norm(r)
-    return r / norm if norm > 0 else None
 
 
 def _procrustes_factor(X: np.ndarray) -> np.ndarray | None:
@@ -166,7 +182,7 @@ def _layer_features(X: np.ndarray, measures: Sequence[str]) -> dict[str, object]
         K = Xc @ Xc.T
         out["cka"] = (K, unbiased_hsic(K, K))
     if "rsa" in measures:
-        out["rsa"] = _ranked_unit(rdm(X))
+        out["rsa"] = rdm(X)
     if "procrustes" in measures:
         out["procrustes"] = _procrustes_factor(X)
     return out
@@ -178,8 +194,6 @@ def _pair_value(measure: str, a: object, b: object) -> float:
         return unbiased_hsic(K, L) / np.sqrt(kk * ll) if kk > 0 and ll > 0 else 0.0
     if a is None or b is None:
         return 0.0
-    if measure == "rsa":
-        return float(a @ b)  # type: ignore[operator]
     return float(np.linalg.svd(a.T @ b, compute_uv=False).sum())  # type: ignore[union-attr]
 
 
@@ -194,9 +208,13 @@ def measure_grids(streams: LayerStreams, measures: Sequence[str]) -> dict[str, n
     if not defined:
         return grids
     target_features = [_layer_features(Y, defined) for Y in target]
+    target_rdms = [f["rsa"] for f in target_features] if "rsa" in defined else []
     for a in range(streams.n_source):
         feats = _layer_features(streams.source(a), defined)
         for m in defined:
+            if m == "rsa":  # every target layer at once
+                grids[m][a] = _rsa_row(feats[m], target_rdms)
+                continue
             for b in range(streams.n_target):
                 grids[m][a, b] = _pair_value(m, feats[m], target_features[b][m])
     return grids
