@@ -81,6 +81,20 @@ def test_lag_too_long_for_turn_cap():
     assert "lag2 with direction AtoB" not in str(err.value)  # 6 turns give one AtoB lag-2 pair
 
 
+def test_lag_profile_too_long_for_the_size_names_the_key():
+    cfg = smoke_config()  # 16 turns, r2.size 20, 12 tasks x 1 seed
+    cfg["analysis"]["lag_profile"]["max_lag"] = 7
+    with pytest.raises(ConfigError, match=r"analysis.lag_profile.max_lag is 7 but lag -7 AtoB can give at most 12 "
+                                          r"samples of the r2.size 20"):
+        check_config(cfg, 12)
+    cfg["analysis"]["lag_profile"]["max_lag"] = 6  # lag +6 B->A: only turn 1 has a target (turn 14)
+    with pytest.raises(ConfigError, match=r"lag \+6 BtoA can give at most 12 samples") as err:
+        check_config(cfg, 12)
+    assert "lag -6" not in str(err.value)  # -6 A->B gives 2 per episode and B->A 3: both fill 20
+    cfg["analysis"]["lag_profile"]["max_lag"] = 5
+    check_config(cfg, 12)
+
+
 def test_sample_size_too_large_says_what_fits():
     cfg = smoke_config()
     cfg["seeds"] = [0, 1]
@@ -93,7 +107,7 @@ def test_sample_size_too_large_says_what_fits():
 
 
 @pytest.mark.parametrize("max_turns", [2, 3, 5, 8, 16])
-@pytest.mark.parametrize("lag", [0, 1, 2])
+@pytest.mark.parametrize("lag", [-3, -2, -1, 0, 1, 2])  # negative: the lag profile's partner's earlier turns
 @pytest.mark.parametrize("direction", ["AtoB", "BtoA"])
 def test_samples_per_episode_counts_the_real_pairs(max_turns, lag, direction):
     turns = pd.DataFrame({"task_id": 0, "seed": 0, "turn": range(max_turns)})

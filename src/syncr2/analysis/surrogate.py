@@ -293,14 +293,22 @@ def part_permutations(part: pd.DataFrame, mode: str, n_perm: int, rng: np.random
     """Permutations of the rows of one split part under ``mode`` (:func:`permute_within`, or
     :func:`rotate_within` in source-turn order for a rotating mode)."""
     codes = strata_codes(part, mode)
-    sizes = np.bincount(codes) if codes.size else np.zeros(0, np.int64)
     if mode in ROTATING:
         if "src_turn" not in part.columns:
             raise SurrogateError(f"mode {mode}: the pairs table lacks column src_turn")
         perms = rotate_within(codes, part["src_turn"].to_numpy(), n_perm, rng)
-        possible = float(np.log10(sizes[sizes >= 2]).sum())
     else:
         perms = permute_within(codes, n_perm, rng, derange=MODES[mode][1])
+    return _counted(perms, codes, mode)
+
+
+def _counted(perms: np.ndarray, codes: np.ndarray, mode: str) -> PartPermutations:
+    """A part's permutations (R, n) under ``mode`` with their counts: rows alone in their stratum, rows that
+    kept their own target per draw, and log10 of how many distinct permutations the mode can draw."""
+    sizes = np.bincount(codes) if codes.size else np.zeros(0, np.int64)
+    if mode in ROTATING:
+        possible = float(np.log10(sizes[sizes >= 2]).sum())
+    else:
         possible = log10_surrogates(codes, MODES[mode][1])
     n_fixed = int((sizes[codes] == 1).sum()) if codes.size else 0
     n_unmoved = (perms == np.arange(codes.size)[None, :]).sum(1)
@@ -334,15 +342,7 @@ def restrict_permutations(full: np.ndarray, rows: np.ndarray, part: pd.DataFrame
     if (perms < 0).any():
         raise SurrogateError(f"mode {mode}: a permutation moves a target across the split; its strata "
                              f"{MODES[mode][0]} must lie inside one task group")
-    codes = strata_codes(part, mode)
-    sizes = np.bincount(codes) if codes.size else np.zeros(0, np.int64)
-    if mode in ROTATING:
-        possible = float(np.log10(sizes[sizes >= 2]).sum())
-    else:
-        possible = log10_surrogates(codes, MODES[mode][1])
-    n_fixed = int((sizes[codes] == 1).sum()) if codes.size else 0
-    n_unmoved = (perms == np.arange(rows.size)[None, :]).sum(1)
-    return PartPermutations(perms, n_fixed, n_unmoved, possible)
+    return _counted(perms, strata_codes(part, mode), mode)
 
 
 @dataclass

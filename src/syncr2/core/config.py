@@ -40,8 +40,9 @@ def samples_per_episode(max_turns: int, direction: str, lag: int) -> int:
     """Most (source, target) pairs one episode of ``max_turns`` turns can give."""
     src_speaker, _ = direction_speakers(direction)
     first = src_speaker - 1  # first source turn: 0 (AtoB) or 1 (BtoA)
-    if 1 + 2 * lag < 0:  # a negative lag: the target turn t + 1 + 2 lag must be >= 0
-        first += max(0, -(1 + 2 * lag) - first + 1) // 2 * 2
+    earliest = -(1 + 2 * lag)  # the target turn t + 1 + 2 lag must be >= 0 (binds for a negative lag)
+    if earliest > first:  # the first source turn of this speaker at or after it
+        first += (earliest - first + 1) // 2 * 2
     last_source = min(max_turns - 1, max_turns - 1 - (1 + 2 * lag))  # latest t whose target is in range
     if last_source < first:
         return 0

@@ -24,11 +24,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .figures import save_figure
+from .figures import _save
+from .surrogate_figure import ARROWS as SURROGATE_ARROWS
 
 MEASURE_TITLES = {"syncr2": "$SyncR^2$ (ridge maps)", "cka": "linear CKA (debiased)", "rsa": "RSA (Spearman of RDMs)",
                   "procrustes": "orthogonal Procrustes"}
-COMBINED = "(A$\\rightarrow$B + B$\\rightarrow$A) / 2"
 ARROWS = {"AtoB": "A $\\rightarrow$ B (B's turn t+1+2k from A's turn t)",
           "BtoA": "B $\\rightarrow$ A (A's turn t+1+2k from B's turn t)"}
 
@@ -66,9 +66,9 @@ def measures_figure(summary: pd.DataFrame, conditions: Sequence[str], out_dir: s
     axes[0][0].legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel("score (thin: each pair, SE over split seeds)", fontsize=8)
     n_pairs = rows.pair.nunique()
-    score = COMBINED if direction == "combined" else "A$\\rightarrow$B"
+    score = SURROGATE_ARROWS[direction]
     fig.suptitle(f"Does the condition ordering survive another measure? ({n_pairs} pair(s), {score})", fontsize=10)
-    return save_figure(fig, out_dir, stem)
+    return _save(fig, out_dir, stem)
 
 
 def lag_profile_figure(profile: pd.DataFrame, pair: str, out_dir: str | os.PathLike[str], score: str = "unclipped",
@@ -97,4 +97,4 @@ def lag_profile_figure(profile: pd.DataFrame, pair: str, out_dir: str | os.PathL
     axes[0][0].legend(fontsize=7, loc="best")
     n_perm = int(sub.n_perm.iloc[0])
     fig.suptitle(f"Lag profile of {label or pair} ({n_perm} turn-rotation draws per lag)", fontsize=10)
-    return save_figure(fig, out_dir, f"lag_profile_{pair}")
+    return _save(fig, out_dir, f"lag_profile_{pair}")

@@ -60,24 +60,18 @@ def lag_of(condition: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
+def _save(fig: plt.Figure, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
+    """The one figure writer: ``fig`` as ``{stem}.png`` and ``.pdf`` into ``out_dir`` (made if missing),
+    each written atomically; closes the figure and returns both paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in ("png", "pdf"):
-        path = out_dir / f"{stem}.{ext}"
+        path = out / f"{stem}.{ext}"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
-    return paths
-
-
-def save_figure(fig: plt.Figure, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
-    """Write ``fig`` as ``{stem}.png`` and ``.pdf`` into ``out_dir`` (made if missing), atomically; log each path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = _save(fig, out, stem)
-    for p in paths:
-        log.info("wrote %s", p)
     return paths
 
 

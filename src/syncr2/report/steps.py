@@ -85,8 +85,9 @@ def surrogate_report(draws: Sequence[PathLike], out: PathLike, figures_dir: Path
 
     summary = summarize_surrogate_files(draws, out)
     log.info("wrote %s (%d rows)", out, len(summary))
-    surrogate_figure(pd.concat([read_surrogate_draws(p) for p in draws], ignore_index=True), figures_dir, stem,
-                     combine=True)
+    paths = surrogate_figure(pd.concat([read_surrogate_draws(p) for p in draws], ignore_index=True), figures_dir,
+                             stem, combine=True)
+    log.info("wrote %s", ", ".join(map(str, paths)))
 
 
 def tom_report(tables: Sequence[PathLike], tasks: Sequence[PathLike], episodes: Sequence[PathLike],
@@ -123,7 +124,7 @@ def measures_report(grids: Sequence[PathLike], synchrony: PathLike, conditions: 
 
     score = "syncr2_unclipped" if statistics.syncr2 == "unclipped" else "syncr2"
     summary = run_measures_summary(grids, synchrony, out, score)
-    measures_figure(summary, conditions, figures_dir)
+    log.info("wrote %s", ", ".join(map(str, measures_figure(summary, conditions, figures_dir))))
 
 
 def lag_profile_report(profiles: Sequence[PathLike], naming: PairNaming, statistics: Statistics, out: PathLike,
@@ -133,11 +134,12 @@ def lag_profile_report(profiles: Sequence[PathLike], naming: PairNaming, statist
     from ..core.atomic import read_table, write_table
     from .beyond_figures import lag_profile_figure
 
+    from .social_figures import pair_label
+
     frame = pd.concat([read_table(p, COLUMNS, "lag profile") for p in profiles], ignore_index=True)
     write_table(frame, out, COLUMNS, "lag profile", only=True)
     log.info("wrote %s (%d rows)", out, len(frame))
-    from .social_figures import pair_label
-
     for pair in sorted(frame.pair.unique()):
-        lag_profile_figure(frame, pair, figures_dir, statistics.syncr2, pair_label(*pair.split("__"),
-                                                                                      naming.abbreviations))
+        paths = lag_profile_figure(frame, pair, figures_dir, statistics.syncr2,
+                                   pair_label(*pair.split("__"), naming.abbreviations))
+        log.info("wrote %s", ", ".join(map(str, paths)))

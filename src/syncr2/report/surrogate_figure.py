@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.surrogate import MODES, summarize_surrogate
-from .figures import save_figure
+from .figures import _save
 
 MODE_COLORS = {"pseudo_task": "tab:blue", "pseudo_seed": "tab:green", "shuffle_within": "tab:purple",
                "turn_rotation": "tab:orange"}
@@ -97,7 +97,7 @@ def surrogate_figure(draws: pd.DataFrame, out_dir: str | os.PathLike[str], stem:
                 continue
             draw_null_panel(ax, sub, sub_sum, f"{pair} ({cond}), {ARROWS.get(direction, direction)}")
     fig.suptitle("Real $SyncR^2$ against its surrogate nulls (unclipped)", fontsize=10)
-    return save_figure(fig, out_dir, stem)
+    return _save(fig, out_dir, stem)
 
 
 def _combined_draws(draws: pd.DataFrame) -> pd.DataFrame:

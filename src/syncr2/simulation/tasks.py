@@ -202,21 +202,28 @@ def load_demo_tasks() -> list[Task]:
     return load_sotopia_exports(demo_dir())
 
 
-def select_tasks(tasks: Sequence[Task], ids: Sequence[int] | None = None, limit: int | None = None) -> list[Task]:
-    """The tasks with the given ids (all when None) in id order, then the first ``limit`` of them."""
-    selected = list(tasks)
+def select_ids(known: Sequence[int], ids: Sequence[int] | None = None, limit: int | None = None) -> list[int]:
+    """The task ids ``tasks.ids`` and ``tasks.limit`` select among ``known``: the given ids (all when None) in
+    id order, then the first ``limit`` of them. Errors name the key and the ids that exist."""
+    known = sorted(int(i) for i in known)
+    chosen = known
     if ids is not None:
-        by_id = {t.task_id: t for t in tasks}
-        unknown = sorted({int(i) for i in ids} - set(by_id))
+        unknown = sorted({int(i) for i in ids} - set(known))
         if unknown:
-            top = max(by_id) if by_id else -1
+            top = known[-1] if known else -1
             raise TaskDataError(f"tasks.ids: unknown task id(s) {unknown[:10]}; ids run 0..{top}")
-        selected = [by_id[i] for i in sorted({int(i) for i in ids})]
+        chosen = sorted({int(i) for i in ids})
     if limit is not None:
         if limit < 0:
             raise TaskDataError(f"tasks.limit must be >= 0, got {limit}")
-        selected = selected[:limit]
-    return selected
+        chosen = chosen[:limit]
+    return chosen
+
+
+def select_tasks(tasks: Sequence[Task], ids: Sequence[int] | None = None, limit: int | None = None) -> list[Task]:
+    """The tasks with the given ids (all when None) in id order, then the first ``limit`` of them."""
+    by_id = {t.task_id: t for t in tasks}
+    return [by_id[i] for i in select_ids(list(by_id), ids, limit)]
 
 
 def load_tasks(
@@ -269,14 +276,7 @@ def count_selected_tasks(
     else:
         raise TaskDataError(f"tasks.source must be demo, sotopia_exports, sotopia_local or transcripts, "
                             f"got {source!r}")
-    if ids is not None:
-        unknown = sorted({int(i) for i in ids} - set(range(n)))
-        if unknown:
-            raise TaskDataError(f"tasks.ids: unknown task id(s) {unknown[:10]}; ids run 0..{n - 1}")
-        n = len({int(i) for i in ids})
-    if limit is not None:
-        n = min(n, int(limit))
-    return n
+    return len(select_ids(range(n), ids, limit))
 
 
 def _required_path(source: str, path: str | os.PathLike[str] | None) -> str | os.PathLike[str]:

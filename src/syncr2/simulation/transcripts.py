@@ -146,9 +146,9 @@ def read_transcripts(path: str | os.PathLike[str]) -> pd.DataFrame:
                                   f"{len(speakers)} speaker(s) ({', '.join(speakers)}); synchrony needs exactly two")
         for column, key in (("speaker_description", "speaker"), ("scenario", "conversation_id")):
             for who, grp in rows.groupby(key, sort=False):
-                values = {v for v in grp[column] if v}
-                if len(values) > 1:
-                    line = grp[grp[column] != ""].line.iloc[1]
+                given = grp[grp[column] != ""]
+                if given[column].nunique() > 1:
+                    line = given[given[column] != given[column].iloc[0]].line.iloc[0]  # the first that differs
                     raise TranscriptError(f"{path}, line {line}: field {column!r} differs between rows of {who!r} "
                                           f"in conversation {conv!r}; give it once or the same on every row")
         merged: list[dict[str, Any]] = []
@@ -169,27 +169,12 @@ def read_transcripts(path: str | os.PathLike[str]) -> pd.DataFrame:
     return out.astype({"task_id": "int64", "turn": "int64", "agent": "int64", "line": "int64"})
 
 
-def select_conversations(turns: pd.DataFrame, ids: Sequence[int] | None = None, limit: int | None = None) -> list[int]:
-    """The task ids of the conversations ``tasks.ids`` and ``tasks.limit`` select, in id order."""
-    known = sorted(int(t) for t in turns.task_id.unique())
-    chosen = known
-    if ids is not None:
-        unknown = sorted({int(i) for i in ids} - set(known))
-        if unknown:
-            raise TranscriptError(f"tasks.ids: unknown conversation number(s) {unknown[:10]}; the transcript's "
-                                  f"conversations are numbered 0..{len(known) - 1} in order of first appearance")
-        chosen = sorted({int(i) for i in ids})
-    if limit is not None:
-        if limit < 0:
-            raise TranscriptError(f"tasks.limit must be >= 0, got {limit}")
-        chosen = chosen[:limit]
-    return chosen
-
-
 def count_conversations(path: str | os.PathLike[str], ids: Sequence[int] | None = None,
                         limit: int | None = None) -> int:
     """How many conversations (tasks) a transcript file holds, after ``tasks.ids`` and ``tasks.limit``."""
-    return len(select_conversations(read_transcripts(path), ids, limit))
+    from .tasks import select_ids
+
+    return len(select_ids(read_transcripts(path).task_id.unique(), ids, limit))
 
 
 def transcript_intro(names: Sequence[str], descriptions: Sequence[str], scenario: str, agent: int,
@@ -222,10 +207,10 @@ def transcript_tasks_frame(turns: pd.DataFrame, preset: PromptPreset | None = No
     :data:`DEFAULT_READER` when there is none.
     """
     from .prompts import draw_reader_names
-    from .tasks import PERSONAS_ATTR, TASK_COLUMNS
+    from .tasks import PERSONAS_ATTR, TASK_COLUMNS, select_ids
 
     preset = preset or PromptPreset.from_config(None)
-    task_ids = select_conversations(turns, ids, limit)
+    task_ids = select_ids(turns.task_id.unique(), ids, limit)
     pool = sorted(set(turns.speaker))
     rows = []
     for t in task_ids:

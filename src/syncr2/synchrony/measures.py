@@ -109,13 +109,24 @@ def unbiased_hsic(K: np.ndarray, L: np.ndarray) -> float:
 
 def linear_cka(X: np.ndarray, Y: np.ndarray, debiased: bool = True) -> float:
     """Linear CKA of rows X (n, D_A) and Y (n, D_B); ``debiased`` uses the unbiased HSIC."""
+    if debiased:
+        return _cka(_cka_factor(_centred(X)), _cka_factor(_centred(Y)))
     Xc, Yc = _centred(X), _centred(Y)
     K, L = Xc @ Xc.T, Yc @ Yc.T
-    if debiased:
-        xy, xx, yy = unbiased_hsic(K, L), unbiased_hsic(K, K), unbiased_hsic(L, L)
-    else:
-        xy, xx, yy = float((K * L).sum()), float((K * K).sum()), float((L * L).sum())
+    xy, xx, yy = float((K * L).sum()), float((K * K).sum()), float((L * L).sum())
     return float(xy / np.sqrt(xx * yy)) if xx > 0 and yy > 0 else 0.0
+
+
+def _cka_factor(Xc: np.ndarray) -> tuple[np.ndarray, float]:
+    """What debiased CKA keeps of one side's centred rows: its Gram matrix and the Gram's unbiased self-HSIC."""
+    K = Xc @ Xc.T
+    return K, unbiased_hsic(K, K)
+
+
+def _cka(a: tuple[np.ndarray, float], b: tuple[np.ndarray, float]) -> float:
+    """Debiased CKA from both sides' :func:`_cka_factor`; 0 where a side has no spread."""
+    (K, kk), (L, ll) = a, b
+    return float(unbiased_hsic(K, L) / np.sqrt(kk * ll)) if kk > 0 and ll > 0 else 0.0
 
 
 def rdm(X: np.ndarray) -> Any:
@@ -154,16 +165,19 @@ def _rsa_row(source: Any, targets: list[Any]) -> np.ndarray:
 
 def procrustes_similarity(X: np.ndarray, Y: np.ndarray) -> float:
     """Orthogonal Procrustes similarity: the nuclear norm of X^T Y after centring and unit Frobenius norms."""
-    a, b = _procrustes_factor(X), _procrustes_factor(Y)
+    return _procrustes(_procrustes_factor(_centred(X)), _procrustes_factor(_centred(Y)))
+
+
+def _procrustes(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Procrustes similarity from both sides' :func:`_procrustes_factor`; 0 where a side has no spread."""
     if a is None or b is None:
         return 0.0
     return float(np.linalg.svd(a.T @ b, compute_uv=False).sum())
 
 
-def _procrustes_factor(X: np.ndarray) -> np.ndarray | None:
-    """U S of the centred, unit-norm X = U S V^T (n x k): X^T Y's singular values are those of
-    (U_x S_x)^T (U_y S_y), a k x k matrix, k <= n."""
-    Xc = _centred(X)
+def _procrustes_factor(Xc: np.ndarray) -> np.ndarray | None:
+    """U S of the centred rows Xc scaled to unit norm, Xc / |Xc| = U S V^T (n x k): X^T Y's singular values
+    are those of (U_x S_x)^T (U_y S_y), a k x k matrix, k <= n."""
     norm = np.linalg.norm(Xc)
     if norm == 0:
         return None
@@ -174,27 +188,21 @@ def _procrustes_factor(X: np.ndarray) -> np.ndarray | None:
 # --------------------------------------------------------------------------- layer grids
 
 
-def _layer_features(X: np.ndarray, measures: Sequence[str]) -> dict[str, object]:
-    """What each measure keeps of one layer's rows."""
-    out: dict[str, object] = {}
+def _layer_features(X: np.ndarray, measures: Sequence[str]) -> dict[str, Any]:
+    """What each measure keeps of one layer's rows (each computed once per layer)."""
+    out: dict[str, Any] = {}
     Xc = _centred(X)
     if "cka" in measures:
-        K = Xc @ Xc.T
-        out["cka"] = (K, unbiased_hsic(K, K))
+        out["cka"] = _cka_factor(Xc)
     if "rsa" in measures:
         out["rsa"] = rdm(X)
     if "procrustes" in measures:
-        out["procrustes"] = _procrustes_factor(X)
+        out["procrustes"] = _procrustes_factor(Xc)
     return out
 
 
-def _pair_value(measure: str, a: object, b: object) -> float:
-    if measure == "cka":
-        (K, kk), (L, ll) = a, b  # type: ignore[misc]
-        return unbiased_hsic(K, L) / np.sqrt(kk * ll) if kk > 0 and ll > 0 else 0.0
-    if a is None or b is None:
-        return 0.0
-    return float(np.linalg.svd(a.T @ b, compute_uv=False).sum())  # type: ignore[union-attr]
+#: A layer pair's value from both layers' features, for the measures compared one pair at a time.
+PAIR_VALUE = {"cka": _cka, "procrustes": _procrustes}
 
 
 def measure_grids(streams: LayerStreams, measures: Sequence[str]) -> dict[str, np.ndarray]:
@@ -216,19 +224,17 @@ def measure_grids(streams: LayerStreams, measures: Sequence[str]) -> dict[str, n
                 grids[m][a] = _rsa_row(feats[m], target_rdms)
                 continue
             for b in range(streams.n_target):
-                grids[m][a, b] = _pair_value(m, feats[m], target_features[b][m])
+                grids[m][a, b] = PAIR_VALUE[m](feats[m], target_features[b][m])
     return grids
 
 
-def dataset_measures(dataset: ConditionDataset, split: Split, measures: Sequence[str],
-                     groups: np.ndarray | None = None) -> pd.DataFrame:
+def dataset_measures(dataset: ConditionDataset, split: Split, measures: Sequence[str]) -> pd.DataFrame:
     """The grid table (:data:`GRID_COLUMNS`, ``pair`` empty) of one dataset: every measure, split seed and layer
     pair on the split's test rows."""
     measures = check_measures(measures)
     frames = []
     for seed in split.split_seeds:
-        _, test = fixed_size_split(dataset.groups if groups is None else groups, split.size, int(seed),
-                                   split.test_fraction)
+        _, test = fixed_size_split(dataset.groups, split.size, int(seed), split.test_fraction)
         grids = measure_grids(dataset.streams(test), measures)
         for m, grid in grids.items():
             la, lb = np.meshgrid(np.arange(grid.shape[0]), np.arange(grid.shape[1]), indexing="ij")
